@@ -1,0 +1,15 @@
+# Warning flags and sanitizers shared by every target this project builds.
+function(concur_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow
+    -Wnon-virtual-dtor -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference
+    -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough)
+  if(CONCUR_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+if(CONCUR_SANITIZE)
+  list(JOIN CONCUR_SANITIZE "," _concur_san)
+  add_compile_options(-fsanitize=${_concur_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${_concur_san})
+endif()

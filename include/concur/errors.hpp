@@ -1,0 +1,109 @@
+// concur/errors.hpp: every error the library raises.
+//
+// All derive from concur::Error, itself a std::runtime_error, so one `catch (const
+// concur::Error&)` sees everything concur reports while the standard exceptions a task
+// throws reach the caller with their own type. The names follow Python's
+// concurrent.futures and multiprocessing.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace concur {
+
+// Base of every concur error.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The future was cancelled before it produced a result.
+class CancelledError : public Error {
+ public:
+  CancelledError() : Error("future was cancelled") {}
+  using Error::Error;
+};
+
+// A wait with a timeout ran out of time.
+class TimeoutError : public Error {
+ public:
+  TimeoutError() : Error("timed out") {}
+  using Error::Error;
+};
+
+// An operation is not allowed in the object's current state (e.g. setting the result of
+// a future that already has one).
+class InvalidStateError : public Error {
+ public:
+  using Error::Error;
+};
+
+// submit() on an executor after shutdown() (Python raises RuntimeError here).
+class ShutdownError : public Error {
+ public:
+  ShutdownError() : Error("cannot schedule new futures after shutdown") {}
+  using Error::Error;
+};
+
+// The executor can no longer run work: an initializer failed or a worker died.
+class BrokenExecutor : public Error {
+ public:
+  using Error::Error;
+};
+class BrokenThreadPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
+};
+class BrokenProcessPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
+};
+
+// A worker process died while running this task (policy OnWorkerDeath::replace_worker and
+// multiprocessing::Pool). Carries how it died.
+class WorkerDiedError : public Error {
+ public:
+  WorkerDiedError(const std::string& message, int exit_code, int signal_number)
+      : Error(message), exit_code_(exit_code), signal_(signal_number) {}
+  // The worker's exit status, or -1 when it was killed by a signal.
+  int exit_code() const noexcept { return exit_code_; }
+  // The signal that killed the worker, or 0 when it exited.
+  int signal_number() const noexcept { return signal_; }
+
+ private:
+  int exit_code_;
+  int signal_;
+};
+
+// An exception thrown in another process whose type has no registered counterpart here.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, std::string remote_what, std::string remote_trace)
+      : Error(type_name + ": " + remote_what +
+              (remote_trace.empty() ? std::string() : "\n" + remote_trace)),
+        type_name_(std::move(type_name)),
+        remote_what_(std::move(remote_what)),
+        remote_trace_(std::move(remote_trace)) {}
+  const std::string& type_name() const noexcept { return type_name_; }
+  const std::string& remote_what() const noexcept { return remote_what_; }
+  const std::string& remote_trace() const noexcept { return remote_trace_; }
+
+ private:
+  std::string type_name_, remote_what_, remote_trace_;
+};
+
+// A value could not be encoded or a message could not be decoded (corrupt, truncated,
+// oversized, or of an unexpected type).
+class SerializationError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The other end of a connection or queue has gone (Python's EOFError).
+class EOFError : public Error {
+ public:
+  EOFError() : Error("connection closed by peer") {}
+  using Error::Error;
+};
+
+}  // namespace concur
