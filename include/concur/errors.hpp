@@ -107,3 +107,71 @@ class EOFError : public Error {
 };
 
 }  // namespace concur
+
+// --- synchronisation (issue 4) ---
+namespace concur {
+
+// A Lock or RLock (also the lock under a Condition, Barrier or Value/Array) whose holder,
+// a process or a thread, died while holding it. The protected data may be half-updated.
+// Reported once, to the first acquirer after the death; the lock is already consistent
+// again, so the next acquire works. Held or not on throw: see the operation's doc.
+class AbandonedLockError : public Error {
+ public:
+  explicit AbandonedLockError(const std::string& message, long owner_tid = 0)
+      : Error(message), owner_tid_(owner_tid) {}
+  // Thread id (gettid) of the holder that died, or 0 when unknown.
+  long owner_tid() const noexcept { return owner_tid_; }
+
+ private:
+  long owner_tid_;
+};
+
+// Releasing (or waiting/notifying on) a lock the calling thread does not hold, or
+// blocking on a non-recursive Lock the calling thread already holds (a sure deadlock).
+// Python raises RuntimeError here.
+class LockOwnershipError : public Error {
+ public:
+  using Error::Error;
+};
+
+// BoundedSemaphore::release() beyond the initial value (Python's ValueError), or a
+// Semaphore released past its maximum count.
+class SemaphoreOverReleaseError : public Error {
+ public:
+  SemaphoreOverReleaseError() : Error("Semaphore released too many times") {}
+  using Error::Error;
+};
+
+// A Barrier was aborted, reset while waited on, timed out, or its action threw
+// (Python's threading.BrokenBarrierError).
+class BrokenBarrierError : public Error {
+ public:
+  BrokenBarrierError() : Error("barrier is broken") {}
+  using Error::Error;
+};
+
+// An operating-system call failed (Python's OSError); carries errno.
+class OSError : public Error {
+ public:
+  OSError(const std::string& message, int error_number)
+      : Error(message), errno_(error_number) {}
+  // The errno value the call failed with.
+  int error_number() const noexcept { return errno_; }
+
+ private:
+  int errno_;
+};
+
+// A named resource (e.g. SharedMemory by name) does not exist (ENOENT).
+class FileNotFoundError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
+// A named resource to be created exists already (EEXIST).
+class FileExistsError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
+}  // namespace concur
