@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
-#include <deque>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "concur/detail/futex.hpp"
+#include "concur/detail/mpsc_queue.hpp"
 
 namespace concur::detail {
 
@@ -34,120 +34,169 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
     max_spinners_ = cpus > 1 ? std::max(1u, cpus / 4) : 0;
   }
 
+  ~ThreadPoolCore() {
+    while (QueueLink* n = queue_.pop()) static_cast<SharedState*>(n)->release();
+  }
+
   int max_workers() const noexcept { return static_cast<int>(max_workers_); }
   std::size_t thread_count() const noexcept { return nthreads_.load(std::memory_order_relaxed); }
 
   void push(TaskPtr task) {
-    {
-      std::lock_guard lock(qmu_);
-      check_accepting();
-      queue_.push_back(task.detach());
-      queued_.fetch_add(1, std::memory_order_seq_cst);
+    SharedState* t = task.detach();
+    if (!enter_push()) {
+      t->release();
+      throw_not_accepting();
     }
-    after_push(1);
+    queue_.push(t);
+    pushed_.fetch_add(1, std::memory_order_relaxed);
+    leave_push(1);
   }
 
   void push_bulk(std::span<TaskPtr> tasks) {
     if (tasks.empty()) return;
-    {
-      std::lock_guard lock(qmu_);
-      check_accepting();
-      for (auto& t : tasks) queue_.push_back(t.detach());
-      queued_.fetch_add(tasks.size(), std::memory_order_seq_cst);
+    if (!enter_push()) throw_not_accepting();
+    SharedState* first = tasks.front().detach();
+    SharedState* last = first;
+    for (std::size_t i = 1; i < tasks.size(); ++i) {
+      SharedState* t = tasks[i].detach();
+      last->next_link.store(t, std::memory_order_relaxed);
+      last = t;
     }
-    after_push(tasks.size());
+    queue_.push_chain(first, last);
+    pushed_.fetch_add(tasks.size(), std::memory_order_relaxed);
+    leave_push(tasks.size());
   }
 
   void shutdown(bool wait, bool cancel_futures) {
-    std::vector<SharedState*> cancelled;
-    {
-      std::lock_guard lock(qmu_);
-      shutdown_ = true;
-      stop_flag_.store(true, std::memory_order_seq_cst);
-      if (cancel_futures) {
-        cancelled.assign(queue_.begin(), queue_.end());
-        queue_.clear();
-        queued_.store(0, std::memory_order_seq_cst);
+    stop_.store(true, std::memory_order_seq_cst);
+    if (cancel_futures) {
+      std::vector<SharedState*> cancelled;
+      {
+        std::lock_guard lock(consumer_mu_);
+        while (QueueLink* n = pop_locked()) cancelled.push_back(static_cast<SharedState*>(n));
+      }
+      for (SharedState* t : cancelled) {
+        t->cancel();
+        t->release();
       }
     }
-    for (SharedState* t : cancelled) {
-      t->cancel();
-      t->release();
-    }
-    wake_seq_.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake(&wake_seq_);
+    wake_all();
     if (wait) join_workers();
   }
 
  private:
-  void check_accepting() const {
-    if (!broken_.empty()) throw BrokenThreadPool(broken_);
-    if (shutdown_) throw ShutdownError();
+  // Submitters register while they push, so that shutdown can tell "queue empty" from
+  // "a push is on its way" and no accepted task is ever stranded without a worker.
+  bool enter_push() {
+    pushers_.fetch_add(1, std::memory_order_seq_cst);
+    if (stop_.load(std::memory_order_seq_cst) || broken_flag_.load(std::memory_order_seq_cst)) {
+      pushers_.fetch_sub(1, std::memory_order_seq_cst);
+      return false;
+    }
+    return true;
   }
 
-  void after_push(std::size_t n) {
-    std::size_t queued = queued_.load(std::memory_order_seq_cst);
-    // Start a thread only when the queue outgrows the threads that are free to take it,
-    // so that an idle thread is always reused first (CPython's rule, without its race).
-    std::size_t threads = nthreads_.load(std::memory_order_acquire);
-    std::size_t busy = busy_.load(std::memory_order_acquire);
-    std::size_t idle = threads > busy ? threads - busy : 0;
-    if (queued > idle && threads < max_workers_) spawn(queued - idle);
-    // Wake sleepers only for work the spinning workers will not pick up themselves.
-    int sleepers = sleepers_.load(std::memory_order_seq_cst);
-    if (sleepers > 0) {
-      std::size_t spinning = static_cast<std::size_t>(spinners_.load(std::memory_order_seq_cst));
-      if (queued > spinning) {
-        std::size_t want = std::min<std::size_t>(n, queued - spinning);
-        wake_seq_.fetch_add(1, std::memory_order_seq_cst);
-        futex_wake(&wake_seq_, static_cast<int>(std::min<std::size_t>(want, INT_MAX)));
-      }
+  void leave_push(std::size_t n) {
+    pushers_.fetch_sub(1, std::memory_order_seq_cst);
+    // The pool broke while we pushed: fail what we (and anyone else) left in the queue.
+    if (broken_flag_.load(std::memory_order_seq_cst)) {
+      fail_queued();
+      return;
     }
+    // Start a thread only when the queue outgrows the threads free to take it, so an idle
+    // thread is always reused first (CPython's rule, without its race: a worker counts as
+    // idle before the result it produced becomes visible).
+    std::size_t threads = nthreads_.load(std::memory_order_acquire);
+    if (threads < max_workers_) {
+      std::size_t queued = pushed_.load(std::memory_order_relaxed) -
+                           popped_.load(std::memory_order_relaxed);
+      std::size_t busy = busy_.load(std::memory_order_acquire);
+      std::size_t idle = threads > busy ? threads - busy : 0;
+      if (queued > idle) spawn(queued - idle);
+    }
+    (void)n;
+    notify_work();
+  }
+
+  [[noreturn]] void throw_not_accepting() {
+    if (broken_flag_.load(std::memory_order_acquire)) {
+      std::lock_guard lock(broken_mu_);
+      throw BrokenThreadPool(broken_);
+    }
+    throw ShutdownError();
+  }
+
+  // Wakes one sleeping worker unless a worker is already spinning or on its way to (it will
+  // find the work itself): at most one wake-up syscall per burst of submits.
+  void notify_work() {
+    // sleepers_ changes rarely (its own cache line), so check it first.
+    if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+    if (spinners_.load(std::memory_order_seq_cst) != 0) return;
+    if (waking_.exchange(true, std::memory_order_seq_cst)) return;
+    wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&wake_seq_, 1);
+  }
+
+  void wake_all() {
+    wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&wake_seq_);
   }
 
   void spawn(std::size_t wanted) {
-    std::lock_guard lock(tmu_);
+    std::lock_guard lock(threads_mu_);
     for (; wanted > 0; --wanted) {
       std::size_t n = nthreads_.load(std::memory_order_relaxed);
-      if (n >= max_workers_) return;
-      {
-        std::lock_guard q(qmu_);
-        if (shutdown_ || !broken_.empty()) return;
-      }
+      if (n >= max_workers_ || stop_.load() || broken_flag_.load()) return;
       threads_.emplace_back(&ThreadPoolCore::worker_main, shared_from_this(), n);
       nthreads_.store(n + 1, std::memory_order_release);
     }
   }
 
-  enum class Pop { got, empty, exit };
-
-  Pop pop(SharedState*& out) {
-    std::lock_guard lock(qmu_);
-    if (queue_.empty()) return shutdown_ || !broken_.empty() ? Pop::exit : Pop::empty;
-    out = queue_.front();
-    queue_.pop_front();
-    queued_.fetch_sub(1, std::memory_order_relaxed);
-    busy_.fetch_add(1, std::memory_order_acq_rel);
-    return Pop::got;
+  QueueLink* pop_locked() {
+    QueueLink* n = queue_.pop();
+    if (n) popped_.store(popped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return n;
   }
 
-  // Waits until there may be work (or shutdown). Spins first if few others are spinning.
+  SharedState* pop() {
+    std::lock_guard lock(consumer_mu_);
+    QueueLink* n = pop_locked();
+    if (n) busy_.fetch_add(1, std::memory_order_acq_rel);
+    return static_cast<SharedState*>(n);
+  }
+
+  bool may_exit() const {
+    return (stop_.load(std::memory_order_seq_cst) &&
+            pushers_.load(std::memory_order_seq_cst) == 0 && !queue_.maybe_nonempty()) ||
+           broken_flag_.load(std::memory_order_seq_cst);
+  }
+
+  // Spins (if few others do) and then sleeps until there may be work. Returns at once,
+  // without sleeping, when work or shutdown is visible.
   void wait_for_work() {
+    auto has_news = [this] {
+      return queue_.maybe_nonempty() || stop_.load(std::memory_order_relaxed) ||
+             broken_flag_.load(std::memory_order_relaxed);
+    };
     if (spinners_.fetch_add(1, std::memory_order_seq_cst) < max_spinners_) {
-      bool got = spin_until([this] {
-        return queued_.load(std::memory_order_relaxed) > 0 ||
-               stop_flag_.load(std::memory_order_relaxed);
+      bool news = spin_until([this] {
+        return queue_.probably_nonempty() || stop_.load(std::memory_order_relaxed) ||
+               broken_flag_.load(std::memory_order_relaxed);
       });
       spinners_.fetch_sub(1, std::memory_order_seq_cst);
-      if (got) return;
+      if (news) return;
     } else {
       spinners_.fetch_sub(1, std::memory_order_seq_cst);
     }
+    // The waking_ gate promises "a worker is awake and will look at the queue". Clear it
+    // before the final look (so the promise holds for anything pushed before) and after
+    // waking (so a long task does not keep other sleepers from being woken).
+    waking_.store(false, std::memory_order_seq_cst);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
     std::uint32_t seq = wake_seq_.load(std::memory_order_seq_cst);
-    if (queued_.load(std::memory_order_seq_cst) == 0 && !stop_flag_.load(std::memory_order_seq_cst))
-      futex_wait(&wake_seq_, seq);
+    if (!has_news()) futex_wait(&wake_seq_, seq);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    waking_.store(false, std::memory_order_seq_cst);
   }
 
   static void worker_main(std::shared_ptr<ThreadPoolCore> self, std::size_t index) {
@@ -168,42 +217,49 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
       }
     }
     for (;;) {
-      SharedState* task = nullptr;
-      switch (pop(task)) {
-        case Pop::got: {
-          bool publish = task->run();
-          // Idle before the result is visible: whoever it wakes sees this thread free.
-          busy_.fetch_sub(1, std::memory_order_acq_rel);
-          if (publish) task->end_complete();
-          task->release();
-          break;
-        }
-        case Pop::empty:
-          wait_for_work();
-          break;
-        case Pop::exit:
-          return;
+      if (SharedState* task = pop()) {
+        // More queued and nobody looking: wake a helper before working (Go's scheduler
+        // does the same), so a burst spreads over the workers without a syscall per task.
+        if (queue_.maybe_nonempty()) notify_work();
+        bool publish = task->run();
+        // Idle before the result is visible: whoever it wakes sees this thread free.
+        busy_.fetch_sub(1, std::memory_order_acq_rel);
+        if (publish) task->end_complete();
+        task->release();
+        continue;
       }
+      if (may_exit()) return;
+      wait_for_work();
     }
   }
 
   void break_pool(const std::string& why) {
+    {
+      std::lock_guard lock(broken_mu_);
+      if (broken_.empty()) broken_ = why;
+    }
+    broken_flag_.store(true, std::memory_order_seq_cst);
+    fail_queued();
+    wake_all();
+  }
+
+  void fail_queued() {
     std::vector<SharedState*> failed;
     {
-      std::lock_guard lock(qmu_);
-      if (broken_.empty()) broken_ = why;
-      failed.assign(queue_.begin(), queue_.end());
-      queue_.clear();
-      queued_.store(0, std::memory_order_seq_cst);
+      std::lock_guard lock(consumer_mu_);
+      while (QueueLink* n = pop_locked()) failed.push_back(static_cast<SharedState*>(n));
     }
-    stop_flag_.store(true, std::memory_order_seq_cst);
+    if (failed.empty()) return;
+    std::string why;
+    {
+      std::lock_guard lock(broken_mu_);
+      why = broken_;
+    }
     auto error = std::make_exception_ptr(BrokenThreadPool(why));
     for (SharedState* t : failed) {
       t->try_set_exception(error);
       t->release();
     }
-    wake_seq_.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake(&wake_seq_);
   }
 
   void join_workers() {
@@ -214,16 +270,12 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
     if (!in_worker) join.lock();
     std::vector<std::thread> threads;
     {
-      std::lock_guard lock(tmu_);
+      std::lock_guard lock(threads_mu_);
       threads.swap(threads_);
     }
     for (auto& t : threads) {
-      if (t.get_id() == std::this_thread::get_id())
-        t.detach();
-      else if (in_worker)
-        t.detach();  // the thread ends by itself once the queue is drained
-      else
-        t.join();
+      if (in_worker) t.detach();  // each ends by itself once the queue is drained
+      else t.join();
     }
   }
 
@@ -236,28 +288,29 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
   std::size_t max_workers_ = 0;
   unsigned max_spinners_ = 0;
 
-  std::mutex qmu_;
-  std::deque<SharedState*> queue_;  // each holds one reference
-  bool shutdown_ = false;
-  std::string broken_;
+  MpscQueue queue_;  // each queued task holds one reference
+  std::mutex consumer_mu_;
 
-  std::atomic<std::size_t> queued_{0};
+  // Written by submitters.
+  alignas(64) std::atomic<std::size_t> pushed_{0};
+  std::atomic<std::size_t> pushers_{0};
+  // Written by workers.
+  alignas(64) std::atomic<std::size_t> popped_{0};
   std::atomic<std::size_t> busy_{0};
-  std::atomic<std::size_t> nthreads_{0};
-  std::atomic<bool> stop_flag_{false};
-
+  // Worker states, read by submitters; each on its own line, as they change at different rates.
+  alignas(64) std::atomic<unsigned> spinners_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
+  alignas(64) std::atomic<bool> waking_{false};
   std::atomic<std::uint32_t> wake_seq_{0};
-  std::atomic<int> sleepers_{0};
-  std::atomic<unsigned> spinners_{0};
+  alignas(64) std::atomic<bool> stop_{false};
+  std::atomic<bool> broken_flag_{false};
+  std::atomic<std::size_t> nthreads_{0};
 
-  std::mutex tmu_;
+  std::mutex broken_mu_;
+  std::string broken_;
+  std::mutex threads_mu_;
   std::vector<std::thread> threads_;
   std::mutex join_mu_;
-
- public:
-  ~ThreadPoolCore() {
-    for (SharedState* t : queue_) t->release();
-  }
 };
 
 }  // namespace concur::detail

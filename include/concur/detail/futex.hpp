@@ -4,6 +4,7 @@
 #pragma once
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,16 +83,23 @@ inline void cpu_relax() noexcept {
 inline constexpr std::chrono::nanoseconds kSpinFor{20'000};
 
 // Spins until pred() holds or the spin budget is spent; returns pred()'s last value.
+//
+// Between rounds of pause instructions it yields the CPU: when the thread it waits for
+// shares its CPU (the scheduler likes to put threads that wake each other together) a
+// pure spin would only delay that thread, and a yield turns the hand-off into a cheap
+// context switch. With the other CPU idle, the yield returns at once.
 template <class Pred>
 bool spin_until(Pred&& pred, std::chrono::nanoseconds budget = kSpinFor) {
   if (pred()) return true;
   auto until = Clock::now() + budget;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 32; ++i) {
       cpu_relax();
       if (pred()) return true;
     }
     if (Clock::now() >= until) return pred();
+    sched_yield();
+    if (pred()) return true;
   }
 }
 

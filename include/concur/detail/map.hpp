@@ -205,7 +205,9 @@ class MapEngine {
     if (u.cancelled()) throw CancelledError();
     if (auto& e = u.state()->stored_exception()) std::rethrow_exception(e);
     use(u);
-    refill();
+    // Top up in batches (when half the window has drained) so that handing work over
+    // costs one queue operation and at most one wake-up per batch, not per item.
+    if (inflight_.size() <= window_ / 2) refill();
     return true;
   }
 

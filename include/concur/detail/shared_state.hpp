@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <type_traits>
@@ -24,6 +25,32 @@ namespace concur::detail {
 
 class SharedState;
 
+// A 4-byte mutex for the short critical sections of a shared state (Drepper's three-state
+// futex lock): a task's state is allocated per submit, so its size matters.
+class TinyMutex {
+ public:
+  void lock() noexcept {
+    std::uint32_t c = 0;
+    if (state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+    for (int i = 0; i < 100 && c != 0; ++i) {  // holders leave within nanoseconds
+      cpu_relax();
+      c = 0;
+      if (state_.compare_exchange_weak(c, 1, std::memory_order_acquire)) return;
+    }
+    if (c != 2) c = state_.exchange(2, std::memory_order_acquire);
+    while (c != 0) {
+      futex_wait(&state_, 2);
+      c = state_.exchange(2, std::memory_order_acquire);
+    }
+  }
+  void unlock() noexcept {
+    if (state_.exchange(0, std::memory_order_release) == 2) futex_wake(&state_, 1);
+  }
+
+ private:
+  std::atomic<std::uint32_t> state_{0};  // 0 free, 1 locked, 2 locked with waiters
+};
+
 // Something that watches several futures at once (wait(), as_completed()). notify() is
 // called with the state's lock held, so it must be short and must not block.
 class Waiter {
@@ -37,7 +64,12 @@ class Waiter {
 // Implemented by tasks that can run in another process (see the process pool).
 class RemoteWork;
 
-class SharedState {
+// Intrusive link so executors can queue tasks without allocating queue nodes.
+struct QueueLink {
+  std::atomic<QueueLink*> next_link{nullptr};
+};
+
+class SharedState : public QueueLink {
  public:
   // Status values (low bits of word_). Order matters: done() is status >= kCancelled.
   static constexpr std::uint32_t kPending = 0;
@@ -186,7 +218,7 @@ class SharedState {
   bool add_callback(Callback& cb) {
     std::lock_guard lock(mu_);
     if (!mark_listening()) return false;
-    callbacks_.push_back(std::move(cb));
+    listeners().callbacks.push_back(std::move(cb));
     return true;
   }
 
@@ -194,14 +226,16 @@ class SharedState {
   bool add_waiter(Waiter* w) {
     std::lock_guard lock(mu_);
     if (!mark_listening()) return false;
-    waiters_.push_back(w);
+    listeners().waiters.push_back(w);
     return true;
   }
   void remove_waiter(Waiter* w) noexcept {
     std::lock_guard lock(mu_);
-    for (auto it = waiters_.begin(); it != waiters_.end(); ++it)
+    if (!listeners_) return;
+    auto& ws = listeners_->waiters;
+    for (auto it = ws.begin(); it != ws.end(); ++it)
       if (*it == w) {
-        waiters_.erase(it);
+        ws.erase(it);
         return;
       }
   }
@@ -249,20 +283,30 @@ class SharedState {
     std::vector<Callback> callbacks;
     {
       std::lock_guard lock(mu_);
-      for (Waiter* w : waiters_) w->notify(this);
-      waiters_.clear();
-      callbacks.swap(callbacks_);
+      if (!listeners_) return;
+      for (Waiter* w : listeners_->waiters) w->notify(this);
+      listeners_->waiters.clear();
+      callbacks.swap(listeners_->callbacks);
     }
     for (auto& cb : callbacks) run_callback(cb);
+  }
+
+  // Most futures never get a callback or a waiter: keep those lists out of line.
+  struct Listeners {
+    std::vector<Callback> callbacks;
+    std::vector<Waiter*> waiters;
+  };
+  Listeners& listeners() {
+    if (!listeners_) listeners_ = std::make_unique<Listeners>();
+    return *listeners_;
   }
 
   static void run_callback(Callback& cb) noexcept;
 
   mutable std::atomic<std::uint32_t> word_{kPending};  // waiters set kSleepers
   std::atomic<std::uint32_t> refs_{0};
-  mutable std::mutex mu_;
-  std::vector<Callback> callbacks_;
-  std::vector<Waiter*> waiters_;
+  TinyMutex mu_;
+  std::unique_ptr<Listeners> listeners_;
 };
 
 // Reports an exception that escaped a done-callback (Python logs it and goes on).
