@@ -1,0 +1,28 @@
+# Builds tests/consumer/project against concur, the way a user would, and runs it.
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+if(MODE STREQUAL "find_package")
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${CONCUR_BUILD} --prefix ${WORK}/prefix
+                  RESULT_VARIABLE rc OUTPUT_QUIET)
+  if(rc)
+    message(FATAL_ERROR "cmake --install failed")
+  endif()
+  set(args -DCMAKE_PREFIX_PATH=${WORK}/prefix -DUSE_FIND_PACKAGE=ON)
+else()
+  set(args -DCONCUR_DIR=${CONCUR_SOURCE} -DUSE_FIND_PACKAGE=OFF)
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${PROJECT} -B ${WORK}/build -G Ninja
+                        -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release ${args}
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "configuring the consumer failed")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK}/build RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "building the consumer failed")
+endif()
+execute_process(COMMAND ${WORK}/build/consumer RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+message("${out}")
+if(rc)
+  message(FATAL_ERROR "the consumer failed")
+endif()
