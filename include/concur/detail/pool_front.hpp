@@ -115,7 +115,7 @@ auto run_chunk(Fn fn, std::vector<Tuple> items) {
 // Hooks callback/error_callback tags onto a future.
 template <class T, class... Tags>
 void attach_callbacks(const Future<T>& f, Tags&&... tags) {
-  auto attach = [&](auto&& tag) {
+  [[maybe_unused]] auto attach = [&](auto&& tag) {
     using Tag = std::remove_cvref_t<decltype(tag)>;
     if constexpr (std::is_same_v<Tag, CallbackTag<std::decay_t<decltype(tag.fn)>>>) {
       f.add_done_callback([fn = std::move(tag.fn)](const Future<T>& done) mutable {
