@@ -108,7 +108,7 @@ class Zip {
   }
 
   // Total items left, when every range knows its size (for default chunk sizes).
-  std::optional<std::size_t> size_hint() const {
+  std::optional<std::size_t> size_hint() {
     if constexpr ((std::ranges::sized_range<Views> && ...)) {
       std::size_t n = SIZE_MAX;
       std::apply([&](auto&... v) { ((n = std::min<std::size_t>(n, std::ranges::size(v))), ...); },
@@ -130,9 +130,51 @@ class Zip {
   std::tuple<std::ranges::iterator_t<Views>...> its_;
 };
 
+// Keeps a map() input alive while the lazy map walks it: a reference to an lvalue range,
+// the range itself (moved in) for an rvalue. (std::views::all would do, but clang 14 cannot
+// instantiate libstdc++ 12's views.)
+template <class R>
+class RangeHold {
+ public:
+  explicit RangeHold(R& r) noexcept : r_(&r) {}
+  auto begin() const { return std::ranges::begin(*r_); }
+  auto end() const { return std::ranges::end(*r_); }
+  auto size() const
+    requires std::ranges::sized_range<R>
+  {
+    return std::ranges::size(*r_);
+  }
+
+ private:
+  R* r_;
+};
+template <class R>
+class RangeOwn {
+ public:
+  explicit RangeOwn(R&& r) : r_(std::move(r)) {}
+  auto begin() { return std::ranges::begin(r_); }
+  auto end() { return std::ranges::end(r_); }
+  auto size()
+    requires std::ranges::sized_range<R>
+  {
+    return std::ranges::size(r_);
+  }
+
+ private:
+  R r_;
+};
+template <class R>
+auto hold_range(R&& r) {
+  if constexpr (std::is_lvalue_reference_v<R>)
+    return RangeHold<std::remove_reference_t<R>>(r);
+  else
+    return RangeOwn<R>(std::move(r));
+}
+
 template <class... Rs>
 auto make_zip(Rs&&... rs) {
-  return std::make_unique<Zip<std::views::all_t<Rs>...>>(std::views::all(std::forward<Rs>(rs))...);
+  return std::make_unique<Zip<decltype(hold_range(std::forward<Rs>(rs)))...>>(
+      hold_range(std::forward<Rs>(rs))...);
 }
 
 // Lazily produces results. Submit is called with a batch of argument tuples and returns
