@@ -11,4 +11,6 @@ run() {
   if ! "$dir/$name" "$@"; then echo "!!! $name failed"; status=1; fi
 }
 run primes
+pystdlib=$(/usr/bin/python3 -c 'import os; print(os.path.dirname(os.__file__))' 2>/dev/null || echo /usr/lib/python3)
+run import_finder "$pystdlib/asyncio"
 exit $status
