@@ -1,7 +1,7 @@
 # Warning flags and sanitizers shared by every target this project builds.
 function(concur_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow
-    -Wnon-virtual-dtor -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference
+    -Wnon-virtual-dtor -Wcast-align -Wunused -Woverloaded-virtual
     -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough)
   if(CONCUR_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
