@@ -36,6 +36,10 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
 
   ~ThreadPoolCore() {
     while (QueueLink* n = queue_.pop()) static_cast<SharedState*>(n)->release();
+    // Left joinable only when the pool was destroyed from one of its own tasks: the last
+    // worker to exit drops the last reference, here, and cannot join itself.
+    for (auto& t : threads_)
+      if (t.joinable()) t.detach();
   }
 
   int max_workers() const noexcept { return static_cast<int>(max_workers_); }
@@ -97,7 +101,12 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
   }
 
   void leave_push(std::size_t n) {
-    pushers_.fetch_sub(1, std::memory_order_seq_cst);
+    // Still counted as pushing until the end, so that shutdown(wait=true) also waits for a
+    // worker this push may start below (a submit racing shutdown is run, never stranded).
+    struct Leave {
+      std::atomic<std::size_t>& pushers;
+      ~Leave() { pushers.fetch_sub(1, std::memory_order_seq_cst); }
+    } leave{pushers_};
     // The pool broke while we pushed: fail what we (and anyone else) left in the queue.
     if (broken_flag_.load(std::memory_order_seq_cst)) {
       fail_queued();
@@ -146,7 +155,8 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
     std::lock_guard lock(threads_mu_);
     for (; wanted > 0; --wanted) {
       std::size_t n = nthreads_.load(std::memory_order_relaxed);
-      if (n >= max_workers_ || stop_.load() || broken_flag_.load()) return;
+      // No stop_ check: a push accepted just before shutdown still needs a worker.
+      if (n >= max_workers_ || broken_flag_.load()) return;
       threads_.emplace_back(&ThreadPoolCore::worker_main, shared_from_this(), n);
       nthreads_.store(n + 1, std::memory_order_release);
     }
@@ -263,19 +273,23 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
   }
 
   void join_workers() {
-    // A worker may call shutdown(wait=true), e.g. from a done-callback: it must not join
-    // itself (or wait for a joiner that is joining it), so it leaves the joining to others.
-    bool in_worker = current_pool() == this;
-    std::unique_lock join(join_mu_, std::defer_lock);
-    if (!in_worker) join.lock();
-    std::vector<std::thread> threads;
-    {
-      std::lock_guard lock(threads_mu_);
-      threads.swap(threads_);
-    }
-    for (auto& t : threads) {
-      if (in_worker) t.detach();  // each ends by itself once the queue is drained
-      else t.join();
+    // From one of its own workers (e.g. a done-callback calling shutdown(wait=true)) the
+    // pool cannot wait for itself: it returns and leaves the joining to the owner, whose
+    // own shutdown(true) or destructor still waits for every thread.
+    if (current_pool() == this) return;
+    std::lock_guard join(join_mu_);
+    for (;;) {
+      // A submit that was accepted before shutdown may still be starting a worker: keep
+      // joining until no push is in flight and no thread is left.
+      bool no_pushers = pushers_.load(std::memory_order_seq_cst) == 0;
+      std::vector<std::thread> threads;
+      {
+        std::lock_guard lock(threads_mu_);
+        threads.swap(threads_);
+      }
+      for (auto& t : threads) t.join();
+      if (threads.empty() && no_pushers) return;
+      if (threads.empty()) std::this_thread::yield();
     }
   }
 

@@ -17,7 +17,9 @@
 // over a generator of a hundred million items runs in bounded memory.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <tuple>
@@ -38,7 +40,7 @@ class Executor {
   Executor() = default;
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
-  virtual ~Executor() = default;
+  virtual ~Executor() { alive_->store(false, std::memory_order_release); }
 
   // Schedules fn(args...) and returns a Future for its result. Arguments are copied (or
   // moved) into the task. Throws ShutdownError after shutdown(), a BrokenExecutor when
@@ -77,12 +79,18 @@ class Executor {
   }
   // How many items map() keeps in flight by default.
   virtual std::size_t default_map_window() const { return 64; }
+  // Whether map() sends chunksize items per task (process pools); thread pools ignore
+  // chunksize, as in Python, so one failing item never takes its neighbours down.
+  virtual bool uses_chunks() const noexcept { return true; }
 
   // map() over tasks made by make_task(fn, args...) -> StatePtr<FutureState<R>>.
   template <class R, class MakeTask, class Fn, class... Rs>
   auto map_tasks(MakeTask make_task, Fn fn, const MapOptions& opts, Rs&&... ranges) {
     using V = detail::map_value_t<R>;
-    auto submit_items = [this, make_task, fn](auto&& tuples) {
+    // The results of a map may outlive the executor (a temporary pool, or one destroyed
+    // before the loop ends); past that point the lazy part cannot be submitted any more.
+    auto submit_items = [this, alive = alive_, make_task, fn](auto&& tuples) {
+      check_alive(*alive);
       std::vector<detail::TaskPtr> tasks;
       std::vector<Future<R>> futures;
       tasks.reserve(tuples.size());
@@ -96,7 +104,8 @@ class Executor {
       enqueue_bulk(tasks);
       return futures;
     };
-    auto submit_chunks = [this, make_task, fn](auto&& chunks) {
+    auto submit_chunks = [this, alive = alive_, make_task, fn](auto&& chunks) {
+      check_alive(*alive);
       std::vector<detail::TaskPtr> tasks;
       std::vector<Future<std::vector<V>>> futures;
       for (auto& chunk : chunks) {
@@ -126,8 +135,17 @@ class Executor {
   }
 
  private:
+  static void check_alive(const std::atomic<bool>& alive) {
+    if (!alive.load(std::memory_order_acquire))
+      throw ShutdownError("cannot schedule new futures after the executor was destroyed");
+  }
+
+  // Cleared by the destructor; map() results hold it to know whether `this` still exists.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+
   template <class F, class... Rs>
-  auto map_with(F&& fn, const MapOptions& opts, Rs&&... ranges) {
+  auto map_with(F&& fn, MapOptions opts, Rs&&... ranges) {
+    if (!uses_chunks()) opts.chunksize = 0;
     using Fn = std::decay_t<F>;
     using R = std::invoke_result_t<const Fn&, std::ranges::range_value_t<Rs>...>;
     return map_tasks<R>(

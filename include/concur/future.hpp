@@ -170,8 +170,16 @@ class Future : public detail::FutureHandle<detail::FutureState<T>> {
   void add_done_callback(F&& fn) const {
     static_assert(std::is_invocable_v<std::decay_t<F>&, const Future<T>&>,
                   "a done-callback is called as fn(const concur::Future<T>&)");
-    detail::SharedState::Callback cb(
-        [self = *this, fn = std::forward<F>(fn)]() mutable { fn(std::as_const(self)); });
+    // The callback holds the state by raw pointer and makes its handle when it runs: a
+    // handle stored in the callback would keep the state alive through its own callback
+    // list, so a future dropped while pending (and everything its callbacks own) would leak.
+    // Whoever runs the callbacks holds a reference meanwhile (they complete the future
+    // through a handle or a queued task reference).
+    auto* s = this->state();
+    detail::SharedState::Callback cb([s, fn = std::forward<F>(fn)]() mutable {
+      const Future self{detail::StatePtr<detail::FutureState<T>>(s)};
+      fn(self);
+    });
     if (!this->state_->add_callback(cb)) fn_now(cb);
   }
 
@@ -241,8 +249,12 @@ class AnyFuture : public detail::FutureHandle<detail::SharedState> {
   // Calls fn(const AnyFuture&) when done (at once if it already is).
   template <class F>
   void add_done_callback(F&& fn) const {
-    detail::SharedState::Callback cb(
-        [self = *this, fn = std::forward<F>(fn)]() mutable { fn(std::as_const(self)); });
+    // Raw pointer, handle made at call time: see Future<T>::add_done_callback.
+    auto* s = state();
+    detail::SharedState::Callback cb([s, fn = std::forward<F>(fn)]() mutable {
+      const AnyFuture self{detail::StatePtr<detail::SharedState>(s)};
+      fn(self);
+    });
     if (!state()->add_callback(cb)) {
       try {
         cb();

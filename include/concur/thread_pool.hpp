@@ -88,6 +88,7 @@ class ThreadPoolExecutor final : public Executor {
   void enqueue(detail::TaskPtr task) override { push(std::move(task)); }
   void enqueue_bulk(std::span<detail::TaskPtr> tasks) override;
   std::size_t default_map_window() const override;
+  bool uses_chunks() const noexcept override { return false; }
 
  private:
   void push(detail::TaskPtr task);

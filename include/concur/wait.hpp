@@ -22,6 +22,7 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ranges>
 #include <string>
 #include <unordered_map>
@@ -103,24 +104,23 @@ class ConditionWaiter final : public Waiter {
 
 template <class F>
 DoneAndNotDone<F> wait_impl(std::vector<F> fs, const Deadline& deadline, ReturnWhen rw) {
-  auto condition_met = [&] {
-    bool all = true;
-    for (const auto& f : fs) {
-      auto* s = f.state();
-      if (!s->done()) {
-        all = false;
-      } else if (rw == ReturnWhen::FIRST_COMPLETED ||
-                 (rw == ReturnWhen::FIRST_EXCEPTION && s->has_exception())) {
-        return true;
-      }
-    }
-    return all;
-  };
+  // One pass decides whether the condition already holds and collects the futures it was
+  // judged on as open: each of those is then registered or, when it finished since,
+  // counted at once. (Scanning again for the open ones would drop any that finished in
+  // between, and the wait would then sleep to its timeout.)
+  std::vector<SharedState*> open;
+  bool met = false;
+  for (const auto& f : fs) {
+    auto* s = f.state();
+    if (!s->done())
+      open.push_back(s);
+    else if (rw == ReturnWhen::FIRST_COMPLETED ||
+             (rw == ReturnWhen::FIRST_EXCEPTION && s->has_exception()))
+      met = true;
+  }
+  if (open.empty()) met = true;
 
-  if (!condition_met() && !expired(deadline)) {
-    std::vector<SharedState*> open;
-    for (const auto& f : fs)
-      if (!f.state()->done()) open.push_back(f.state());
+  if (!met && !expired(deadline)) {
     ConditionWaiter waiter(rw, open.size());
     std::vector<SharedState*> registered;
     registered.reserve(open.size());
@@ -180,22 +180,21 @@ class AsCompleted {
     std::mutex mu;
     std::deque<detail::SharedState*> finished;  // notified, not yet yielded
     std::atomic<std::uint32_t> seq{0};
-    std::unordered_map<const void*, F> pending;  // registered, keyed by state
-    std::vector<F> ready;                         // finished before the call, in input order
-    std::vector<F> registered;                    // keeps every watched state alive
+    // Registered and not yet yielded, keyed by state. A future is let go once yielded (as
+    // CPython's bpo-14406 requires): the range must not keep every result alive.
+    std::unordered_map<const void*, F> pending;
+    std::vector<F> ready;  // finished before the call, in input order
     std::size_t ready_pos = 0;
     std::size_t total = 0;
     std::size_t yielded = 0;
     detail::Deadline deadline;
-    F current;
-
-    explicit State(F first) : current(std::move(first)) {}
+    std::optional<F> current;
 
     void notify(detail::SharedState* s) noexcept override {
-      {
-        std::lock_guard lock(mu);
-        finished.push_back(s);
-      }
+      // All of it under the lock: once advance() has taken `s` (and let its future go),
+      // nothing but the lock keeps ~State from running, so this must be done by then.
+      std::lock_guard lock(mu);
+      finished.push_back(s);
       seq.fetch_add(1, std::memory_order_release);
       detail::futex_wake(&seq);
     }
@@ -207,7 +206,10 @@ class AsCompleted {
         ++yielded;
         return true;
       }
-      if (yielded == total) return false;
+      if (yielded == total) {
+        current.reset();
+        return false;
+      }
       for (;;) {
         std::uint32_t seen = seq.load(std::memory_order_acquire);
         {
@@ -216,6 +218,9 @@ class AsCompleted {
             auto* s = finished.front();
             finished.pop_front();
             auto it = pending.find(s);
+            // Only registered states notify, so this cannot miss; saying so keeps g++'s
+            // -Wnull-dereference quiet in user code built with it.
+            if (it == pending.end()) continue;
             current = std::move(it->second);
             pending.erase(it);
             ++yielded;
@@ -234,7 +239,8 @@ class AsCompleted {
 
     ~State() {
       // Taking each state's lock also waits out a notify() still running on this waiter.
-      for (auto& f : registered) f.state()->remove_waiter(this);
+      // Yielded futures need no removal: their notify() ran to its end under `mu`.
+      for (auto& [key, f] : pending) f.state()->remove_waiter(this);
     }
   };
 
@@ -246,8 +252,8 @@ class AsCompleted {
     using difference_type = std::ptrdiff_t;
 
     iterator() = default;
-    const F& operator*() const noexcept { return st_->current; }
-    const F* operator->() const noexcept { return &st_->current; }
+    const F& operator*() const noexcept { return *st_->current; }
+    const F* operator->() const noexcept { return &*st_->current; }
     iterator& operator++() {
       if (!st_->advance()) st_ = nullptr;
       return *this;
@@ -265,7 +271,7 @@ class AsCompleted {
 
   AsCompleted(std::vector<F> fs, detail::Deadline deadline) {
     if (fs.empty()) return;
-    st_ = std::make_unique<State>(fs.front());
+    st_ = std::make_unique<State>();
     st_->deadline = deadline;
     st_->total = fs.size();
     std::vector<F> later;
@@ -273,7 +279,6 @@ class AsCompleted {
     for (auto& f : later) {
       auto* s = f.state();
       if (s->add_waiter(st_.get())) {
-        st_->registered.push_back(f);
         st_->pending.emplace(static_cast<const void*>(s), std::move(f));
       } else {  // finished meanwhile: yield it among the first
         st_->ready.push_back(std::move(f));

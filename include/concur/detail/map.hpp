@@ -32,8 +32,17 @@ struct MapOptions {
 // map(..., concur::timeout(2s)): TimeoutError when a result is not ready by then.
 template <class Rep, class Period>
 MapOptions timeout(std::chrono::duration<Rep, Period> d) {
+  using D = std::chrono::steady_clock::duration;
   MapOptions o;
-  o.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+  // Saturate rather than overflow (hours::max() in nanoseconds wraps to a negative count,
+  // i.e. "already expired"): too long to represent means no limit, and deadline_after()
+  // turns D::max() into a deadline that never comes.
+  if (std::chrono::duration<double>(d) >= std::chrono::duration<double>(D::max()))
+    o.timeout = D::max();
+  else if (d <= d.zero())
+    o.timeout = D::zero();
+  else
+    o.timeout = std::chrono::ceil<D>(d);
   return o;
 }
 // map(..., concur::chunksize(256)): items sent together to a worker process.
@@ -194,7 +203,7 @@ class MapEngine {
         chunk_(Chunked ? chunk : 1),
         window_(window ? window : 1),
         deadline_(deadline) {
-    refill();  // work starts at the call, as in Python
+    refill(/*defer_submit_errors=*/false);  // work starts at the call, as in Python
   }
   MapEngine(const MapEngine&) = delete;
   ~MapEngine() {
@@ -254,8 +263,9 @@ class MapEngine {
   }
 
   // Tops the pipeline up to the window. An exception from the input is kept until the
-  // results before it have been yielded.
-  void refill() {
+  // results before it have been yielded; so is one from submitting (e.g. ShutdownError
+  // once the executor is shut down), except at the call, where map() itself raises it.
+  void refill(bool defer_submit_errors = true) {
     if (input_done_) return;
     std::size_t room = window_ > inflight_.size() ? window_ - inflight_.size() : 0;
     if (room == 0) return;
@@ -276,16 +286,25 @@ class MapEngine {
       input_error_ = std::current_exception();
     }
     if (batch.empty()) return;
-    if constexpr (Chunked) {
-      std::vector<std::vector<Tuple>> chunks;
-      for (std::size_t i = 0; i < batch.size(); i += chunk_) {
-        auto end = std::min(batch.size(), i + chunk_);
-        chunks.emplace_back(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
-                            std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(end)));
+    try {
+      if constexpr (Chunked) {
+        std::vector<std::vector<Tuple>> chunks;
+        for (std::size_t i = 0; i < batch.size(); i += chunk_) {
+          auto end = std::min(batch.size(), i + chunk_);
+          chunks.emplace_back(
+              std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+              std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(end)));
+        }
+        for (auto& u : submit_(std::move(chunks))) inflight_.push_back(std::move(u));
+      } else {
+        for (auto& u : submit_(std::move(batch))) inflight_.push_back(std::move(u));
       }
-      for (auto& u : submit_(std::move(chunks))) inflight_.push_back(std::move(u));
-    } else {
-      for (auto& u : submit_(std::move(batch))) inflight_.push_back(std::move(u));
+    } catch (...) {
+      // Thrown from take_front() it would discard the result just taken (and cancel the
+      // finished ones behind it): report it where the first unsubmitted item would be.
+      if (!defer_submit_errors) throw;
+      input_done_ = true;
+      input_error_ = std::current_exception();
     }
   }
 
@@ -366,7 +385,15 @@ class MapResults {
  private:
   void advance() {
     current_.reset();
-    current_ = source_->next();
+    try {
+      current_ = source_->next();
+    } catch (...) {
+      // A failed step must leave the range at its end. g++ 12 -O2 was seen dropping the
+      // reset() above as a dead store when next() throws (the landing pad reads current_),
+      // so an element that raised left the previous result in place.
+      current_.reset();
+      throw;
+    }
   }
   std::unique_ptr<Source> source_;
   std::optional<V> current_;
