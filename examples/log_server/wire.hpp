@@ -41,7 +41,11 @@ inline void pickle_dict(std::string& out, const std::vector<std::pair<std::strin
         out.push_back('J');
         u32(static_cast<std::uint32_t>(static_cast<std::int32_t>(*i)));
       } else {
-        out += "L" + std::to_string(*i) + "L\n";
+        // Appended piecewise: g++ 12 -O3 warns (-Wrestrict, a false positive) on
+        // "L" + std::to_string(...).
+        out.push_back('L');
+        out += std::to_string(*i);
+        out += "L\n";
       }
     } else if (auto* d = std::get_if<double>(&v)) {
       std::uint64_t bits;
