@@ -175,3 +175,37 @@ class FileExistsError : public OSError {
 };
 
 }  // namespace concur
+
+// --- queues and processes (issue 4) ---
+namespace concur {
+
+// put_nowait() / put(timeout) on a Queue with no room (Python's queue.Full).
+class Full : public Error {
+ public:
+  Full() : Error("queue is full") {}
+  using Error::Error;
+};
+
+// get_nowait() / get(timeout) on a Queue with nothing in it (Python's queue.Empty; a
+// timed-out get raises it too, as in Python, not TimeoutError).
+class Empty : public Error {
+ public:
+  Empty() : Error("queue is empty") {}
+  using Error::Error;
+};
+
+// JoinableQueue::task_done() called more times than items were put (Python's ValueError).
+class TaskDoneError : public Error {
+ public:
+  TaskDoneError() : Error("task_done() called too many times") {}
+  using Error::Error;
+};
+
+// Writing to a Connection whose other end is closed (Python's BrokenPipeError); carries
+// EPIPE or ECONNRESET.
+class BrokenPipeError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
+}  // namespace concur

@@ -1,0 +1,316 @@
+// Process pool latency, throughput and transfer speed, beside the raw IPC limits of this
+// machine measured here too (pipe and shared-memory futex ping-pong between two
+// processes, blocking and spin-then-block; memcpy bandwidth). Python's
+// ProcessPoolExecutor and multiprocessing.Pool run the same workloads in
+// bench/process_pool.py, which runs this program and prints one table with ratios:
+//     /usr/bin/python3 bench/process_pool.py build/release/bench/bench_process_pool
+//
+// Workloads (tasks are no-ops unless said otherwise, so the numbers measure the pool):
+//   round_trip_warm / _idle   one submit -> result at a time (idle: 2 ms pause before each)
+//   submit_result             N submits, then the N results
+//   map_chunk256 / map_10M    map over ints with chunksize 256 / 10 M ints in big chunks
+//   roundtrip_64MiB           echo of a 64 MiB std::vector<std::byte>
+//   startup_<method>          pool creation to first result, 2 workers
+//   death_to_error            SIGKILL of a busy worker to the error on its future
+//   raw_*                     the IPC limits
+#include <benchmark/benchmark.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "concur/detail/futex.hpp"
+#include "concur/process_pool.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kWorkers = 2;
+
+int noop() { return 1; }
+long ident(long x) { return x; }
+std::vector<std::byte> echo(std::vector<std::byte> v) { return v; }
+void spin_forever() {
+  for (;;) benchmark::DoNotOptimize(::getpid());
+}
+
+double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+void report_latency(benchmark::State& state, std::vector<double>& samples) {
+  std::sort(samples.begin(), samples.end());
+  if (samples.empty()) return;
+  state.counters["median_us"] = samples[samples.size() / 2];
+  state.counters["p99_us"] = samples[samples.size() * 99 / 100];
+}
+
+// ---------------------------------------------------------------- pool workloads
+void BM_round_trip_warm(benchmark::State& state) {
+  concur::ProcessPoolExecutor ex(kWorkers);
+  for (int i = 0; i < 1000; ++i) ex.submit(noop).result();
+  std::vector<double> samples;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    ex.submit(noop).result();
+    samples.push_back(us(Clock::now() - t0));
+  }
+  report_latency(state, samples);
+}
+BENCHMARK(BM_round_trip_warm)->Iterations(20000)->Unit(benchmark::kMicrosecond);
+
+void BM_round_trip_idle(benchmark::State& state) {
+  concur::ProcessPoolExecutor ex(kWorkers);
+  ex.submit(noop).result();
+  std::vector<double> samples;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // every spinner gives up
+    state.ResumeTiming();
+    auto t0 = Clock::now();
+    ex.submit(noop).result();
+    samples.push_back(us(Clock::now() - t0));
+  }
+  report_latency(state, samples);
+}
+BENCHMARK(BM_round_trip_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
+
+void BM_submit_result(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  concur::ProcessPoolExecutor ex(kWorkers);
+  ex.submit(noop).result();
+  std::vector<concur::Future<int>> fs;
+  fs.reserve(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    fs.clear();
+    for (int i = 0; i < n; ++i) fs.push_back(ex.submit(noop));
+    for (auto& f : fs) benchmark::DoNotOptimize(f.result());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_submit_result)->Arg(20000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_map(benchmark::State& state) {
+  const long n = state.range(0);
+  const std::size_t chunk = static_cast<std::size_t>(state.range(1));
+  concur::ProcessPoolExecutor ex(kWorkers);
+  ex.submit(noop).result();
+  std::vector<long> in(static_cast<std::size_t>(n));
+  std::iota(in.begin(), in.end(), 0L);
+  for (auto _ : state) {
+    long sum = 0;
+    for (long v : ex.map(ident, in, concur::chunksize(chunk))) sum += v;
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+// Python's ProcessPoolExecutor.map(chunksize=256) workload, and Pool.map's default
+// chunking of 10 M items over 2 workers (ceil(n / (4 * workers)) = 1.25 M per chunk).
+BENCHMARK(BM_map)->Name("BM_map_chunk256")->Args({1'000'000, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_map)->Name("BM_map_10M")->Args({10'000'000, 1'250'000})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_map)->Name("BM_map_10M_chunk64k")->Args({10'000'000, 65536})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_roundtrip_64MiB(benchmark::State& state) {
+  concur::ProcessPoolExecutor ex(1);
+  std::vector<std::byte> data(64u << 20, std::byte{1});
+  for (int i = 0; i < 3; ++i) ex.submit(echo, data).result();  // first touch of areas and pages
+  for (auto _ : state) {
+    auto f = ex.submit(echo, data);  // the result stays in the future: no copy of it here
+    benchmark::DoNotOptimize(f.result().data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
+}
+BENCHMARK(BM_roundtrip_64MiB)->Iterations(60)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void startup(benchmark::State& state, concur::StartMethod m) {
+  if (m == concur::StartMethod::forkserver) {
+    concur::ProcessPoolExecutor warm({.max_workers = 1, .start_method = m});
+    warm.submit(noop).result();  // the server runs from now on
+  }
+  std::vector<double> samples;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    auto* ex = new concur::ProcessPoolExecutor({.max_workers = kWorkers, .start_method = m});
+    ex->submit(noop).result();
+    auto d = Clock::now() - t0;
+    state.SetIterationTime(std::chrono::duration<double>(d).count());
+    samples.push_back(us(d));
+    delete ex;  // not timed
+  }
+  report_latency(state, samples);
+}
+void BM_startup_fork(benchmark::State& s) { startup(s, concur::StartMethod::fork); }
+void BM_startup_forkserver(benchmark::State& s) { startup(s, concur::StartMethod::forkserver); }
+void BM_startup_spawn(benchmark::State& s) { startup(s, concur::StartMethod::spawn); }
+BENCHMARK(BM_startup_fork)->Iterations(50)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_startup_forkserver)->Iterations(50)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_startup_spawn)->Iterations(50)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void death_to_error(benchmark::State& state, concur::OnWorkerDeath policy) {
+  std::vector<double> samples;
+  auto ex = std::make_unique<concur::ProcessPoolExecutor>(
+      concur::ProcessPoolOptions{.max_workers = 1, .on_worker_death = policy});
+  for (auto _ : state) {
+    if (policy == concur::OnWorkerDeath::break_pool)
+      ex = std::make_unique<concur::ProcessPoolExecutor>(
+          concur::ProcessPoolOptions{.max_workers = 1, .on_worker_death = policy});
+    ex->submit(noop).result();
+    auto f = ex->submit(spin_forever);
+    while (!f.running()) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // busy for real, everyone asleep
+    pid_t pid = ex->worker_pids().at(0);
+    auto t0 = Clock::now();
+    ::kill(pid, SIGKILL);
+    f.wait();
+    auto d = Clock::now() - t0;
+    state.SetIterationTime(std::chrono::duration<double>(d).count());
+    samples.push_back(us(d));
+  }
+  report_latency(state, samples);
+}
+void BM_death_to_error_break(benchmark::State& s) { death_to_error(s, concur::OnWorkerDeath::break_pool); }
+void BM_death_to_error_replace(benchmark::State& s) {
+  death_to_error(s, concur::OnWorkerDeath::replace_worker);
+}
+BENCHMARK(BM_death_to_error_break)->Iterations(30)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_death_to_error_replace)->Iterations(30)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---------------------------------------------------------------- raw IPC limits
+struct PingPong {
+  alignas(64) std::atomic<std::uint32_t> a{0};
+  alignas(64) std::atomic<std::uint32_t> b{0};
+};
+
+// Waits for *w == v: spins (yielding, bounded) for spin_ns, then sleeps on the futex.
+void await(std::atomic<std::uint32_t>& w, std::uint32_t v, long spin_ns) {
+  if (spin_ns > 0) {
+    auto until = Clock::now() + std::chrono::nanoseconds(spin_ns);
+    while (w.load(std::memory_order_acquire) != v && Clock::now() < until) {
+      for (int i = 0; i < 32; ++i) concur::detail::cpu_relax();
+      sched_yield();
+    }
+  }
+  for (;;) {
+    std::uint32_t cur = w.load(std::memory_order_acquire);
+    if (cur == v) return;
+    concur::detail::futex_wait(&w, cur, std::nullopt, /*shared=*/true);
+  }
+}
+
+void raw_futex(benchmark::State& state, long spin_ns) {
+  auto* s = static_cast<PingPong*>(::mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE,
+                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  new (s) PingPong;
+  pid_t child = ::fork();
+  if (child == 0) {
+    for (std::uint32_t i = 1;; ++i) {
+      await(s->a, i, spin_ns);
+      if (s->a.load() == 0xffffffffu) _exit(0);
+      s->b.store(i, std::memory_order_release);
+      concur::detail::futex_wake(&s->b, 1, true);
+    }
+  }
+  std::vector<double> samples;
+  std::uint32_t i = 0;
+  for (auto _ : state) {
+    ++i;
+    auto t0 = Clock::now();
+    s->a.store(i, std::memory_order_release);
+    concur::detail::futex_wake(&s->a, 1, true);
+    await(s->b, i, spin_ns);
+    samples.push_back(us(Clock::now() - t0));
+  }
+  s->a.store(++i);
+  concur::detail::futex_wake(&s->a, 1, true);
+  s->a.store(0xffffffffu);
+  concur::detail::futex_wake(&s->a, 1, true);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::munmap(s, sizeof(PingPong));
+  report_latency(state, samples);
+}
+void BM_raw_futex_block(benchmark::State& s) { raw_futex(s, 0); }
+void BM_raw_futex_spin(benchmark::State& s) { raw_futex(s, 50'000); }
+BENCHMARK(BM_raw_futex_block)->Iterations(20000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_raw_futex_spin)->Iterations(20000)->Unit(benchmark::kMicrosecond);
+
+void BM_raw_futex_block_idle(benchmark::State& state) {
+  // Blocking ping-pong after the peer has slept a while: the "after idling" reference.
+  auto* s = static_cast<PingPong*>(::mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE,
+                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  new (s) PingPong;
+  pid_t child = ::fork();
+  if (child == 0) {
+    for (std::uint32_t i = 1;; ++i) {
+      await(s->a, i, 0);
+      s->b.store(i, std::memory_order_release);
+      concur::detail::futex_wake(&s->b, 1, true);
+    }
+  }
+  std::vector<double> samples;
+  std::uint32_t i = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    state.ResumeTiming();
+    ++i;
+    auto t0 = Clock::now();
+    s->a.store(i, std::memory_order_release);
+    concur::detail::futex_wake(&s->a, 1, true);
+    await(s->b, i, 0);
+    samples.push_back(us(Clock::now() - t0));
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::munmap(s, sizeof(PingPong));
+  report_latency(state, samples);
+}
+BENCHMARK(BM_raw_futex_block_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
+
+void BM_raw_pipe(benchmark::State& state) {
+  int p1[2], p2[2];
+  if (::pipe(p1) != 0 || ::pipe(p2) != 0) state.SkipWithError("pipe");
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(p1[1]);  // or the child would never see EOF on p1
+    ::close(p2[0]);
+    char c;
+    while (::read(p1[0], &c, 1) == 1)
+      if (::write(p2[1], &c, 1) != 1) break;
+    _exit(0);
+  }
+  ::close(p1[0]);
+  ::close(p2[1]);
+  std::vector<double> samples;
+  char c = 'x';
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    if (::write(p1[1], &c, 1) != 1 || ::read(p2[0], &c, 1) != 1) break;
+    samples.push_back(us(Clock::now() - t0));
+  }
+  ::close(p1[1]);
+  ::waitpid(child, nullptr, 0);
+  ::close(p2[0]);
+  report_latency(state, samples);
+}
+BENCHMARK(BM_raw_pipe)->Iterations(20000)->Unit(benchmark::kMicrosecond);
+
+void BM_memcpy_64MiB(benchmark::State& state) {
+  std::vector<std::byte> a(64u << 20, std::byte{1}), b(64u << 20, std::byte{2});
+  for (auto _ : state) {
+    std::memcpy(b.data(), a.data(), a.size());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(a.size()));
+}
+BENCHMARK(BM_memcpy_64MiB)->Iterations(50)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
