@@ -1,6 +1,7 @@
-// concur/pool.hpp: Python's multiprocessing.Pool API.
+// concur/pool.hpp: Python's multiprocessing.Pool, on worker processes or on threads.
 //
-//   concur::ThreadPool pool(4);                       // multiprocessing.pool.ThreadPool
+//   concur::Pool pool(4);                             // multiprocessing.Pool: processes
+//   concur::ThreadPool tpool(4);                      // multiprocessing.pool.ThreadPool
 //   auto squares = pool.map(square, numbers);         // std::vector, input order
 //   for (auto r : pool.imap_unordered(work, items)) ...   // completion order, lazy
 //   auto r = pool.apply_async(work, 7, concur::callback(on_done));
@@ -13,6 +14,14 @@
 // imap_unordered pull their input lazily with a bounded number of chunks in flight, and
 // the first exception ends an imap iteration. The destructor is terminate(), as Python's
 // `with Pool(...)`. Pool (worker processes) and ThreadPool (threads) share this front end.
+//
+// Pool runs on the process engine of ProcessPoolExecutor (concur/process_pool.hpp), so the
+// same rules hold: fn is a function pointer or a lambda without captures, arguments and
+// results are serializable (checked at compile time), exceptions keep their type. Unlike
+// Python's Pool, a worker that dies never leaves a get() hanging: the task it was running
+// fails with WorkerDiedError (exit code or signal in the message), a new worker replaces
+// it and the rest of the work goes on. terminate() kills the workers at once: queued work
+// raises CancelledError, work that was running raises BrokenProcessPool.
 #pragma once
 
 #include <cstddef>
@@ -20,10 +29,49 @@
 #include <optional>
 
 #include "concur/detail/pool_front.hpp"
+#include "concur/process_pool.hpp"
 #include "concur/thread_pool.hpp"
 
 namespace concur {
 
+// Options of Pool, used with designated initializers (fields in Python's order):
+// Pool({.processes = 2, .initializer = {setup, "db.sqlite"}, .maxtasksperchild = 10}).
+struct PoolOptions {
+  std::optional<int> processes{};  // worker processes; unset: the number of CPUs; < 1: invalid_argument
+  Initializer initializer{};       // function + arguments run once in each worker (initializer, initargs)
+  std::size_t maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
+  StartMethod start_method = StartMethod::forkserver;  // how workers are started
+};
+
+// multiprocessing.Pool: the Pool API on worker processes.
+class Pool final : public detail::PoolFront<ProcessPoolExecutor> {
+ public:
+  // As many worker processes as CPUs.
+  Pool() : Pool(PoolOptions{}) {}
+  // `processes` workers; std::invalid_argument if < 1.
+  explicit Pool(int processes) : Pool(PoolOptions{.processes = processes}) {}
+  // Pool({.processes = 4, .initializer = fn, .maxtasksperchild = 10, .start_method = ...}).
+  explicit Pool(PoolOptions options)
+      : PoolFront(detail::resolve_processes(options.processes)),
+        exec_(ProcessPoolOptions{.max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
+                                 .start_method = options.start_method,
+                                 .initializer = std::move(options.initializer),
+                                 .max_tasks_per_child = options.maxtasksperchild,
+                                 .on_worker_death = OnWorkerDeath::replace_worker}) {}
+  // terminate(), as Python's `with Pool(...)`.
+  ~Pool() { terminate(); }
+
+  // Pids of the live worker processes (workers start as work arrives).
+  std::vector<pid_t> worker_pids() const { return exec_.worker_pids(); }
+
+ private:
+  ProcessPoolExecutor& exec() override { return exec_; }
+  void terminate_now() override { exec_.terminate_workers(); }
+
+  ProcessPoolExecutor exec_;
+};
+
+// Options of ThreadPool: ThreadPool({.processes = 4, .initializer = fn}).
 struct ThreadPoolPoolOptions {
   std::optional<int> processes{};       // threads; unset: the number of CPUs
   std::function<void()> initializer{};  // run once in each worker thread
@@ -38,18 +86,13 @@ class ThreadPool final : public detail::PoolFront<ThreadPoolExecutor> {
   explicit ThreadPool(int processes) : ThreadPool(ThreadPoolPoolOptions{.processes = processes}) {}
   // ThreadPool({.processes = 4, .initializer = fn}).
   explicit ThreadPool(ThreadPoolPoolOptions options)
-      : PoolFront(resolve(options.processes)),
-        exec_(ThreadPoolOptions{.max_workers = static_cast<int>(resolve(options.processes)),
+      : PoolFront(detail::resolve_processes(options.processes)),
+        exec_(ThreadPoolOptions{.max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
                                 .thread_name_prefix = "ThreadPool",
                                 .initializer = std::move(options.initializer)}) {}
   ~ThreadPool() { terminate(); }
 
  private:
-  static std::size_t resolve(std::optional<int> n) {
-    if (!n) return detail::online_cpus();
-    if (*n < 1) throw std::invalid_argument("Number of processes must be at least 1");
-    return static_cast<std::size_t>(*n);
-  }
   ThreadPoolExecutor& exec() override { return exec_; }
   void terminate_now() override { exec_.shutdown(false, true); }
 

@@ -346,15 +346,21 @@ class Engine final : public ProcessEngine {
     for (auto& w : slots_) n += (w && !w->dead);
     return n;
   }
-  bool idle_worker_locked() const noexcept {
-    for (auto& w : slots_)
-      if (w && !w->dead && !w->retiring && w->inflight.empty()) return true;
-    return false;
+  // Workers (started or still starting) with nothing to do: each can take one task.
+  std::size_t idle_workers_locked() const noexcept {
+    std::size_t n = 0;
+    for (auto& w : slots_) n += (w && !w->dead && !w->retiring && w->inflight.empty());
+    return n;
   }
 
-  // Python's rule: a new process only when no worker is idle, up to max_workers.
+  // Python's rule: a new process only when the queued work outnumbers the idle workers, up
+  // to max_workers. Counting (rather than "is any worker idle") matters while a worker is
+  // still starting: two quick submits then start two processes, as in Python, instead of
+  // queueing the second behind the first on one worker.
   WorkerPtr maybe_reserve_worker_locked() {
-    if (pending_.empty() || idle_worker_locked() || !broken_.empty() || terminating_) return nullptr;
+    if (pending_.empty() || idle_workers_locked() >= pending_.size() || !broken_.empty() ||
+        terminating_)
+      return nullptr;
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i]) continue;  // busy, or a dead worker still being cleaned up
       auto w = std::make_shared<Worker>();
@@ -423,9 +429,10 @@ class Engine final : public ProcessEngine {
   // The number of tasks w may hold now.
   std::size_t capacity_locked(const Worker& w) const noexcept {
     if (!w.attached || w.dead || w.retiring) return 0;
-    // Unknown duration (a new worker): one task ahead, as Python's call queue does.
+    // Unknown duration (a new worker): no task ahead until one has finished, so a task
+    // never waits behind one that may be long while another worker could take it.
     std::uint64_t budget = static_cast<std::uint64_t>(opts_.pipeline_budget.count());
-    std::size_t cap = w.avg_task_ns == 0 ? 2
+    std::size_t cap = w.avg_task_ns == 0 ? 1
                                          : static_cast<std::size_t>(
                                                1 + budget / std::max<std::uint64_t>(w.avg_task_ns, 1));
     cap = std::min(cap, opts_.max_pipeline);

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/futex.hpp"
 #include "concur/detail/map.hpp"
 #include "concur/errors.hpp"
 #include "concur/future.hpp"
@@ -112,25 +113,46 @@ auto run_chunk(Fn fn, std::vector<Tuple> items) {
   return out;
 }
 
-// Hooks callback/error_callback tags onto a future.
+// The future an AsyncResult watches: with callback/error_callback tags, one that completes
+// only after the callbacks have run (Python's AsyncResult sets its event after calling
+// them, so get() never returns before the callback has finished). The outcome moves from
+// f, which nobody else holds.
 template <class T, class... Tags>
-void attach_callbacks(const Future<T>& f, Tags&&... tags) {
-  [[maybe_unused]] auto attach = [&](auto&& tag) {
-    using Tag = std::remove_cvref_t<decltype(tag)>;
-    if constexpr (std::is_same_v<Tag, CallbackTag<std::decay_t<decltype(tag.fn)>>>) {
-      f.add_done_callback([fn = std::move(tag.fn)](const Future<T>& done) mutable {
-        if (done.cancelled() || done.state()->stored_exception()) return;
-        if constexpr (std::is_void_v<T>) fn();
-        else fn(done.result());
-      });
-    } else {
-      f.add_done_callback([fn = std::move(tag.fn)](const Future<T>& done) mutable {
-        if (done.cancelled()) fn(std::make_exception_ptr(CancelledError()));
-        else if (auto e = done.state()->stored_exception()) fn(e);
-      });
-    }
-  };
-  (attach(std::forward<Tags>(tags)), ...);
+Future<T> with_callbacks(Future<T> f, Tags&&... tags) {
+  if constexpr (sizeof...(Tags) == 0) {
+    return f;
+  } else {
+    Future<T> out;
+    f.add_done_callback([out, ... fns = std::forward<Tags>(tags)](const Future<T>& done) mutable {
+      auto* st = done.state();
+      std::exception_ptr error;
+      if (st->cancelled()) error = std::make_exception_ptr(CancelledError());
+      else error = st->stored_exception();
+      auto call = [&](auto& tag) {
+        using Tag = std::remove_cvref_t<decltype(tag)>;
+        try {
+          if constexpr (std::is_same_v<Tag, CallbackTag<std::decay_t<decltype(tag.fn)>>>) {
+            if (error) return;
+            if constexpr (std::is_void_v<T>) tag.fn();
+            else tag.fn(std::as_const(st->mutable_value()));
+          } else {
+            if (error) tag.fn(error);
+          }
+        } catch (...) {
+          report_callback_exception(std::current_exception());
+        }
+      };
+      (call(fns), ...);
+      if (error) {
+        out.state()->try_set_exception(error);
+      } else if (out.state()->try_begin_complete()) {
+        if constexpr (std::is_void_v<T>) out.state()->store_value();
+        else out.state()->store_value(std::move(st->mutable_value()));
+        out.state()->end_complete();
+      }
+    });
+    return out;
+  }
 }
 
 // Splits (args..., tags...) and calls k(tuple_of_args, tags...).
@@ -295,6 +317,13 @@ class UnorderedEngine final : public MapResults<V>::Source {
   std::exception_ptr input_error_;
 };
 
+// Python's rule for a pool's size: unset means one per CPU; fewer than one is an error.
+inline std::size_t resolve_processes(std::optional<int> n) {
+  if (!n) return online_cpus();
+  if (*n < 1) throw std::invalid_argument("Number of processes must be at least 1");
+  return static_cast<std::size_t>(*n);
+}
+
 // The Pool API over an executor `Exec` with `processes` workers.
 template <class Exec>
 class PoolFront {
@@ -318,8 +347,8 @@ class PoolFront {
                 return submit_checked(std::forward<F>(fn), std::forward<decltype(a)>(a)...);
               },
               std::move(args));
-          attach_callbacks(f, std::forward<decltype(tags)>(tags)...);
-          return AsyncResult<typename decltype(f)::value_type>(std::move(f));
+          using T = typename decltype(f)::value_type;
+          return AsyncResult<T>(with_callbacks(std::move(f), std::forward<decltype(tags)>(tags)...));
         },
         std::forward<Xs>(args_then_callbacks)...);
   }
@@ -482,8 +511,7 @@ class PoolFront {
       chunks.push_back(exec().submit(&run_chunk<Fn, Tuple>, f, std::move(c)));
     }
     auto out = gather_chunks<V>(std::move(chunks));
-    attach_callbacks(out, std::forward<Tags>(tags)...);
-    return AsyncResult<std::vector<V>>(std::move(out));
+    return AsyncResult<std::vector<V>>(with_callbacks(std::move(out), std::forward<Tags>(tags)...));
   }
 
   std::size_t processes_;
