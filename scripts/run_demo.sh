@@ -53,6 +53,10 @@ PY
 }
 
 run primes
+run pool_methods 0.05
+run prime_factors 8192
+run executor_tour 0.05
+run start_methods 0.1
 pystdlib=$(/usr/bin/python3 -c 'import os; print(os.path.dirname(os.__file__))' 2>/dev/null || echo /usr/lib/python3)
 run import_finder "$pystdlib/asyncio"
 run sleepers 5 1.0
