@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <optional>
 #include <set>
@@ -131,7 +133,7 @@ int main(int argc, char** argv) {
     std::size_t count = ds.search(target).size();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::cout << "Found " << count << " '" << target << "' in " << all_paths.size() << " files in "
-              << ms << "ms" << std::endl;
+              << std::fixed << std::setprecision(3) << ms << "ms" << std::endl;
   }
   ds.teardown_search();
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <iomanip>
 #include <iostream>
 #include <vector>
 
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
     failed += p.exitcode() != 0;
   }
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - t;
-  std::cout << "work took " << took.count() << " seconds" << std::endl;
+  std::cout << "work took " << std::fixed << std::setprecision(3) << took.count() << " seconds"
+            << std::endl;
   return failed;
 }

@@ -1,5 +1,6 @@
 // Seed 002: five processes print under one process-shared Lock after a random sleep, so
-// the lines come out whole and in a random order.
+// the lines come out whole and in a random order. (The seed sleeps 0-6 s; 0-600 ms here,
+// which shows the same thing sooner.)
 //
 // Python's example starts the processes and lets the interpreter wait for them at exit;
 // a concur::Process ends its child when it goes out of scope, so they are kept in a

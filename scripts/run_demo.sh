@@ -59,7 +59,18 @@ run executor_tour 0.05
 run start_methods 0.1
 pystdlib=$(/usr/bin/python3 -c 'import os; print(os.path.dirname(os.__file__))' 2>/dev/null || echo /usr/lib/python3)
 run import_finder "$pystdlib/asyncio"
+# multiprocessing: Process with Queue, Pipe and Lock, the race and deadlock exercises, the
+# directory search with one query queue per worker process
+run process_queue
+run process_pipe
+run process_lock
+run race_value
+run deadlock_fixed
+run much_cpu 20000000
+run directory_search "$pystdlib/asyncio"
+# asyncio
 run sleepers 5 1.0
 run dining_philosophers 3 5 0.2
+run async_process_pool 4 20000000
 log_server_demo
 exit $status

@@ -73,6 +73,30 @@ TEST(Connection, PollSaysWhetherAMessageIsReady) {
   EXPECT_FALSE(b.poll());
 }
 
+TEST(Connection, PollWithTimeoutWakesWhenAMessageArrives) {
+  auto [a, b] = Pipe();
+  b.set_spin(std::chrono::nanoseconds(0));  // straight to the sleep in poll(2)
+  std::thread sender([&a = a] { a.send(7); });
+  EXPECT_TRUE(b.poll(60s));
+  EXPECT_EQ(b.recv<int>(), 7);
+  sender.join();
+}
+
+TEST(Connection, WaitingRecvSeesEofWhenThePeerCloses) {
+  auto [a, b] = Pipe();
+  bool eof = false;
+  std::thread receiver([&b = b, &eof] {
+    try {
+      b.recv<int>();
+    } catch (const concur::EOFError&) {
+      eof = true;
+    }
+  });
+  a.close();
+  receiver.join();
+  EXPECT_TRUE(eof);
+}
+
 TEST(Connection, ReadsAheadWithoutLosingMessages) {
   auto [a, b] = Pipe();
   // Many small messages in flight (a thread: a socket holds only so many of them).
@@ -338,6 +362,24 @@ TEST_P(ConnectionAcrossProcesses, PassedBeyondTheHandShakesDescriptors) {
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_THROW(mine.recv<int>(), concur::EOFError);
+}
+
+void send_lines(Connection w, int n) {
+  for (int i = 0; i < n; ++i) w.send_bytes("line " + std::to_string(i));
+}
+
+TEST_P(ConnectionAcrossProcesses, OneWayPipeOfBytesFromAChild) {
+  auto [r, w] = Pipe(false);
+  Process p({.start_method = GetParam()}, send_lines, std::move(w), 3);
+  p.start();
+  for (int i = 0; i < 3; ++i) {
+    auto bytes = r.recv_bytes();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+              "line " + std::to_string(i));
+  }
+  EXPECT_THROW(r.recv_bytes(), concur::EOFError);  // the child's end went with it
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ConnectionAcrossProcesses, testing::ValuesIn(kMethods),

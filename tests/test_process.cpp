@@ -35,27 +35,22 @@ class ProcessTest : public testing::TestWithParam<StartMethod> {
   concur::ProcessOptions opts() const { return {.start_method = GetParam()}; }
 };
 
-// Under LeakSanitizer, std::exit() in a child runs the leak check at exit; a child of the
-// fork method inherits tables that the engine's zygote re-created after its fork
-// (src/process/remote.cpp, lazy_global), which LSan then reports, turning the exit code
-// into its own. Not a leak of this code; reported to the engine's owner.
-#if defined(__SANITIZE_ADDRESS__)
-#define CONCUR_TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONCUR_TEST_LSAN 1
-#endif
-#endif
-#define SKIP_STD_EXIT_UNDER_LSAN_FORK()                                                     \
-  do {                                                                                      \
-    if (CONCUR_TEST_LSAN_ON && GetParam() == StartMethod::fork)                             \
-      GTEST_SKIP() << "std::exit in a fork-method child under LeakSanitizer (see above)";   \
-  } while (0)
-#ifdef CONCUR_TEST_LSAN
-constexpr bool CONCUR_TEST_LSAN_ON = true;
-#else
-constexpr bool CONCUR_TEST_LSAN_ON = false;
-#endif
+}  // namespace
+
+// Under LeakSanitizer, std::exit() in a child runs the leak check at exit. A child of the
+// fork method comes from a zygote that replaced the engine's process-wide tables right
+// after its fork and dropped the parent's copies on purpose, without touching their
+// locks (src/process/remote.cpp, lazy_global and reset_remote_state_after_fork): LSan
+// reports the dropped table as a leak and turns the child's exit code into its own.
+// Nothing leaks per call (one table per zygote), so this one allocation site is
+// suppressed for every process of this test program; any other leak is still reported.
+// (A library-side __lsan_ignore_object in reset_remote_state_after_fork would spare
+// users the same report; that file belongs to the process engine.)
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:concur::detail::(anonymous namespace)::lazy_global\n";
+}
+
+namespace {
 
 // ---------------------------------------------------------------- targets
 void set_value(concur::Value<int> v, int x) { v.set_value(x); }
@@ -100,7 +95,6 @@ TEST_P(ProcessTest, AnExceptionMeansExitCodeOne) {
 }
 
 TEST_P(ProcessTest, StdExitAndUnderscoreExitKeepTheirCode) {
-  SKIP_STD_EXIT_UNDER_LSAN_FORK();
   Process a(opts(), exit_with, 3);
   Process b(opts(), underscore_exit_with, 7);
   a.start();
@@ -507,7 +501,6 @@ class Stateless : public concur::ProcessSubclass<Stateless> {
 };
 
 TEST_P(ProcessTest, SubclassWithoutState) {
-  SKIP_STD_EXIT_UNDER_LSAN_FORK();
   Stateless s({.start_method = GetParam()});
   s.start();
   s.join();

@@ -244,6 +244,22 @@ TEST(Queue, InvalidCapacityIsRejected) {
   EXPECT_THROW(Queue<int>(0, {.capacity = 10}), std::invalid_argument);
 }
 
+TEST(Queue, PutWithTimeoutGoesThroughOnceThereIsRoom) {
+  Queue<int> q(1);
+  q.put(1);
+  std::thread producer([q]() mutable { q.put(2, 60s); });  // waits for room, well within
+  EXPECT_EQ(q.get(), 1);
+  producer.join();
+  EXPECT_EQ(q.get(), 2);
+}
+
+TEST(Queue, GetWithTimeoutReceivesAnItemPutMeanwhile) {
+  Queue<int> q(0, {.spin = 0ns});
+  std::thread producer([q]() mutable { q.put(9); });
+  EXPECT_EQ(q.get(60s), 9);
+  producer.join();
+}
+
 // ---------------------------------------------------------------- SimpleQueue
 TEST(SimpleQueue, PutGetEmptyClose) {
   concur::SimpleQueue<std::string> q;
@@ -363,6 +379,61 @@ TEST_P(QueueAcrossProcesses, JoinableQueueTaskDoneInAChild) {
   EXPECT_EQ(w.exitcode(), 0);
 }
 
+void answer_through(Queue<Queue<int>> mailbox) {
+  Queue<int> reply = mailbox.get();  // a queue that travelled inside a queue
+  reply.put(42);
+}
+
+TEST_P(QueueAcrossProcesses, AQueueTravelsInsideAQueue) {
+  Queue<Queue<int>> mailbox;
+  concur::Process p({.start_method = GetParam()}, answer_through, mailbox);
+  p.start();
+  Queue<int> reply;  // made after the child started: it can only learn of it from the message
+  mailbox.put(reply);
+  EXPECT_EQ(reply.get(), 42);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+void simple_echo(concur::SimpleQueue<std::string> in, concur::SimpleQueue<std::string> out) {
+  for (;;) {
+    std::string s = in.get();
+    if (s.empty()) return;
+    out.put(s + "!");
+  }
+}
+
+TEST_P(QueueAcrossProcesses, SimpleQueueBothWays) {
+  concur::SimpleQueue<std::string> in, out;
+  concur::Process p({.start_method = GetParam()}, simple_echo, in, out);
+  p.start();
+  for (std::string s : {"a", "bb", "ccc"}) in.put(s);
+  in.put("");
+  EXPECT_EQ(out.get(), "a!");
+  EXPECT_EQ(out.get(), "bb!");
+  EXPECT_EQ(out.get(), "ccc!");
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_TRUE(in.empty());
+  EXPECT_TRUE(out.empty());
+}
+
+void put_after_go(Queue<int> go, Queue<int> q) {
+  go.get();
+  q.put(5);
+}
+
+TEST_P(QueueAcrossProcesses, GetWithTimeoutReceivesWhatAChildPutsMeanwhile) {
+  Queue<int> go, q;
+  concur::Process p({.start_method = GetParam()}, put_after_go, go, q);
+  p.start();
+  EXPECT_THROW(q.get_nowait(), concur::Empty);  // nothing before the go
+  go.put(1);
+  EXPECT_EQ(q.get(60s), 5);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
 std::string method_name(const testing::TestParamInfo<StartMethod>& p) {
   return concur::to_string(p.param);
 }
@@ -478,6 +549,17 @@ TEST(QueuePeerDeath, GetThatDiedAfterItsJournalTookTheItem) {
   EXPECT_TRUE(q.empty());
   q.put(3);
   EXPECT_EQ(q.get(), 3);
+}
+
+TEST(QueuePeerDeath, SleepingProducerGetsRoomWhoseConsumerDiedBeforeWaking) {
+  Queue<int> q(1, {.spin = 0ns});
+  q.put(1);
+  std::thread producer([q]() mutable { q.put(2); });  // asleep: the queue is full
+  EXPECT_EQ(run_dying_get(q, concur::detail::QueueCore::DieAt::after_commit), 99);
+  // The dead consumer took 1 and woke nobody; the producer finds it on its periodic check.
+  producer.join();
+  EXPECT_EQ(q.get(), 2);
+  EXPECT_TRUE(q.empty());
 }
 
 void consume_into(Queue<std::uint64_t> q, Queue<std::uint64_t> seen) {

@@ -19,8 +19,9 @@
 //   pool task is reopened through /proc/<sender>/fd, which needs the sender alive.
 // - Speed: the items live in a ring in shared memory (no pipe, no feeder thread, no
 //   syscall on the fast path). A waiting get/put spins briefly (QueueOptions::spin) and
-//   then sleeps on a futex; an idle queue costs no CPU (a sleeper looks once a second
-//   for a peer that died holding the lock, see below).
+//   then sleeps on a futex; an idle queue costs no CPU (a sleeper looks for a peer
+//   that died holding the lock after 5 ms, then less and less often, down to once a
+//   second; see below).
 // - Failure: every operation holds a robust process-shared mutex. A process that dies in
 //   the middle of a put or get (even SIGKILLed while holding the lock) leaves the queue
 //   consistent: its own half-done put is either entirely there or absent, nobody

@@ -17,10 +17,11 @@
 // applies it, and clears the mark. Recovery re-applies a valid journal (idempotent:
 // absolute values) and otherwise keeps the state as it was, so a put that died before its
 // journal was valid never happened, and one that died after it happened completely;
-// others' messages are never touched. Sleepers wake up once per kDeadHolderCheck on their
-// own: the sequence numbers they sleep on move under the mutex, so a wake-up lost to a
-// process that died right after its operation is noticed then, and a holder that died
-// with the mutex is found by a trylock, which repairs and wakes everyone.
+// others' messages are never touched. Sleepers wake up on their own now and then (after
+// 5 ms, then at doubling intervals up to once a second): the sequence numbers they sleep
+// on move under the mutex, so a wake-up lost to a process that died right after its
+// operation is noticed then, and a holder that died with the mutex is found by a
+// trylock, which repairs and wakes everyone.
 #include "concur/detail/mp_queue.hpp"
 
 #include <fcntl.h>
@@ -48,6 +49,11 @@ constexpr std::uint32_t kRecWrap = 0x50415257;     // "WRAP"
 constexpr std::size_t kRecHeader = 8;
 constexpr std::size_t kRingOffset = 4096;
 constexpr std::size_t kHotBytes = std::size_t{1} << 20;
+// A sleeper looks for a dead holder after kFirstCheck, then at doubling intervals up to
+// kDeadHolderCheck: a death soon after a sleep starts (the usual case: the peer died in
+// the operation the sleeper is waiting for) is noticed within about the time already
+// slept, and a long idle wait costs one wake-up a second.
+constexpr std::chrono::milliseconds kFirstCheck{5};
 constexpr std::chrono::milliseconds kDeadHolderCheck{1000};
 constexpr std::chrono::nanoseconds kLockSpin{10'000};
 
@@ -130,7 +136,7 @@ void wake_all(QueueShared& sh) noexcept {
 // Repairs what a holder that died left (we hold the mutex, state EOWNERDEAD).
 void recover(QueueShared& sh) noexcept {
   QueueJournal& j = sh.journal;
-  if (false && j.valid.load(std::memory_order_acquire)) {
+  if (j.valid.load(std::memory_order_acquire)) {
     apply(sh, {j.rpos.load(std::memory_order_relaxed), j.wpos.load(std::memory_order_relaxed),
                j.count.load(std::memory_order_relaxed),
                j.unfinished.load(std::memory_order_relaxed)});
@@ -192,9 +198,11 @@ bool wait_seq(QueueShared& sh, std::atomic<std::uint32_t>& seq,
     return true;
   // Before the first sleep: a holder that died may be why nothing moves.
   probe_dead_holder(sh);
+  std::chrono::nanoseconds interval = kFirstCheck;
   for (;;) {
     if (expired(deadline)) return moved();
-    auto check_at = Clock::now() + kDeadHolderCheck;
+    auto check_at = Clock::now() + interval;
+    interval = std::min<std::chrono::nanoseconds>(interval * 2, kDeadHolderCheck);
     Deadline d = (deadline && *deadline < check_at) ? deadline : Deadline(check_at);
     asleep.fetch_add(1, std::memory_order_seq_cst);
     if (!moved()) futex_wait(&seq, seen, d, /*shared=*/true);
