@@ -12,3 +12,12 @@ for script in bench/thread_pool.py bench/process_pool.py; do
 done
 # multiprocessing Queue and Pipe beside Python's, and the raw IPC ping-pong of this machine
 echo; /usr/bin/python3 bench/mp.py "$b/bench_mp"
+# Serialization, process-shared synchronisation (real-time priority when allowed, so the
+# spinning partner gets its core), async primitives and the loop's responsiveness
+echo; "$b/bench_serialize" --benchmark_min_time=0.2
+rt=(); chrt -f 10 true 2>/dev/null && rt=(chrt -f 10)
+echo; "${rt[@]}" "$b/bench_ipc_sync" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
+  --benchmark_report_aggregates_only=true
+echo; "$b/bench_async" --benchmark_min_time=0.2
+# The log catcher against the seed's Python asyncio server, same load
+echo; bench/log_server_bench.sh build/release

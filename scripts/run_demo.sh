@@ -71,6 +71,6 @@ run directory_search "$pystdlib/asyncio"
 # asyncio
 run sleepers 5 1.0
 run dining_philosophers 3 5 0.2
-run async_process_pool 4 20000000
+run async_process_pool 4 400000000
 log_server_demo
 exit $status

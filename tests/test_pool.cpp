@@ -47,16 +47,24 @@ struct TestDir {
   std::string file(const std::string& name) const { return path + "/" + name; }
 };
 
-void touch(const std::string& path) { std::ofstream(path) << "x"; }
+void touch(const std::string& path) {
+  std::ofstream(path) << "x";
+}
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
 }
 
 // ---------------------------------------------------------------- task functions
-int square(int x) { return x * x; }
-int add(int a, int b) { return a + b; }
-int pid_task(int) { return static_cast<int>(::getpid()); }
+int square(int x) {
+  return x * x;
+}
+int add(int a, int b) {
+  return a + b;
+}
+int pid_task(int) {
+  return static_cast<int>(::getpid());
+}
 void nothing() {}
 int fail_on_three(int x) {
   if (x == 3) throw std::out_of_range("three is out of range");
@@ -100,7 +108,9 @@ struct Unsendable {
     a(v);
   }
 };
-Unsendable make_unsendable() { return {}; }
+Unsendable make_unsendable() {
+  return {};
+}
 
 // ---- initializer
 int g_initialized = 0;
@@ -109,7 +119,9 @@ void init_worker(std::string name, int value) {
   g_init_name = std::move(name);
   g_initialized = value;
 }
-std::string read_init(int) { return g_init_name + ":" + std::to_string(g_initialized); }
+std::string read_init(int) {
+  return g_init_name + ":" + std::to_string(g_initialized);
+}
 
 // An input range whose iteration throws after `good` items (an exception while producing
 // input, as a Python generator that raises).
@@ -214,7 +226,8 @@ TYPED_TEST(PoolApi, ApplyAsyncCallbacksRunInThisProcess) {
     }
     if (::getpid() == me) ++callbacks_here;
   };
-  auto a = pool.apply_async(square, 7, concur::callback(on_value), concur::error_callback(on_error));
+  auto a =
+      pool.apply_async(square, 7, concur::callback(on_value), concur::error_callback(on_error));
   auto b = pool.apply_async(fail_on_three, 3, concur::callback(on_value),
                             concur::error_callback(on_error));
   a.wait();
@@ -327,7 +340,9 @@ TYPED_TEST(PoolApi, ImapUnorderedYieldsInCompletionOrder) {
   touch(dir.file("none"));
   std::vector<int> order;
   for (int v : pool.imap_unordered(
-           [](std::tuple<std::string, int> t) { return wait_release(std::get<0>(t), std::get<1>(t)); },
+           [](std::tuple<std::string, int> t) {
+             return wait_release(std::get<0>(t), std::get<1>(t));
+           },
            items)) {
     order.push_back(v);
     if (v == 1) touch(dir.file("go"));
@@ -429,8 +444,8 @@ TEST(Pool, TasksRunInOtherProcesses) {
 }
 
 TEST(Pool, EachStartMethodWorks) {
-  for (auto method : {concur::StartMethod::fork, concur::StartMethod::spawn,
-                      concur::StartMethod::forkserver}) {
+  for (auto method :
+       {concur::StartMethod::fork, concur::StartMethod::spawn, concur::StartMethod::forkserver}) {
     concur::Pool pool({.processes = 2, .start_method = method});
     EXPECT_EQ(pool.map(square, iota_vec(50))[49], 49 * 49);
     EXPECT_NE(pool.apply(pid_task, 0), ::getpid());
@@ -502,7 +517,8 @@ TEST(Pool, ImapUnorderedSurvivesAWorkerDeath) {
 TEST(Pool, TwentyResultsThatFailToSerializeCostNoWorker) {
   concur::Pool pool(1);
   int pid = pool.apply(pid_task, 0);
-  for (int i = 0; i < 20; ++i) EXPECT_THROW(pool.apply(make_unsendable), concur::SerializationError);
+  for (int i = 0; i < 20; ++i)
+    EXPECT_THROW(pool.apply(make_unsendable), concur::SerializationError);
   EXPECT_EQ(pool.apply(pid_task, 0), pid);
 }
 

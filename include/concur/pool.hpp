@@ -37,8 +37,10 @@ namespace concur {
 // Options of Pool, used with designated initializers (fields in Python's order):
 // Pool({.processes = 2, .initializer = {setup, "db.sqlite"}, .maxtasksperchild = 10}).
 struct PoolOptions {
-  std::optional<int> processes{};  // worker processes; unset: the number of CPUs; < 1: invalid_argument
-  Initializer initializer{};       // function + arguments run once in each worker (initializer, initargs)
+  std::optional<int>
+      processes{};  // worker processes; unset: the number of CPUs; < 1: invalid_argument
+  Initializer
+      initializer{};  // function + arguments run once in each worker (initializer, initargs)
   std::size_t maxtasksperchild = 0;  // a worker is replaced after this many tasks; 0: never
   StartMethod start_method = StartMethod::forkserver;  // how workers are started
 };
@@ -53,11 +55,12 @@ class Pool final : public detail::PoolFront<ProcessPoolExecutor> {
   // Pool({.processes = 4, .initializer = fn, .maxtasksperchild = 10, .start_method = ...}).
   explicit Pool(PoolOptions options)
       : PoolFront(detail::resolve_processes(options.processes)),
-        exec_(ProcessPoolOptions{.max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
-                                 .start_method = options.start_method,
-                                 .initializer = std::move(options.initializer),
-                                 .max_tasks_per_child = options.maxtasksperchild,
-                                 .on_worker_death = OnWorkerDeath::replace_worker}) {}
+        exec_(ProcessPoolOptions{
+            .max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
+            .start_method = options.start_method,
+            .initializer = std::move(options.initializer),
+            .max_tasks_per_child = options.maxtasksperchild,
+            .on_worker_death = OnWorkerDeath::replace_worker}) {}
   // terminate(), as Python's `with Pool(...)`.
   ~Pool() { terminate(); }
 
@@ -87,9 +90,10 @@ class ThreadPool final : public detail::PoolFront<ThreadPoolExecutor> {
   // ThreadPool({.processes = 4, .initializer = fn}).
   explicit ThreadPool(ThreadPoolPoolOptions options)
       : PoolFront(detail::resolve_processes(options.processes)),
-        exec_(ThreadPoolOptions{.max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
-                                .thread_name_prefix = "ThreadPool",
-                                .initializer = std::move(options.initializer)}) {}
+        exec_(ThreadPoolOptions{
+            .max_workers = static_cast<int>(detail::resolve_processes(options.processes)),
+            .thread_name_prefix = "ThreadPool",
+            .initializer = std::move(options.initializer)}) {}
   ~ThreadPool() { terminate(); }
 
  private:
