@@ -404,6 +404,7 @@ TEST(ProcessEngineHygiene, ForkWorkersDoNotInheritLocksHeldByOtherThreads) {
   GTEST_SKIP() << "ASan's allocator (LLVM 14) is not fork-safe under concurrent malloc";
 #endif
   std::atomic<bool> stop{false};
+  std::atomic<bool> warm{false};
   std::thread hammer([&] {
     // An address in no module makes the module table rebuild itself under its exclusive
     // lock every time: that lock is held most of the time.
@@ -413,8 +414,14 @@ TEST(ProcessEngineHygiene, ForkWorkersDoNotInheritLocksHeldByOtherThreads) {
         encode_code_address(w, 1);
       } catch (const concur::SerializationError&) {
       }
+      warm.store(true, std::memory_order_release);
     }
   });
+  // The first throw of a thread runs libgcc's one-time unwinder set-up under pthread_once.
+  // glibc's pthread_once survives a fork in the middle of it, ThreadSanitizer's interceptor
+  // does not (the child waits forever for the initialiser, seen in gdb): start forking
+  // once that is done, since it is not what this test is about.
+  while (!warm.load(std::memory_order_acquire)) std::this_thread::yield();
   int hung = 0;
   for (int i = 0; i < 12; ++i) {
     concur::ProcessPoolExecutor ex({.max_workers = 1, .start_method = StartMethod::fork});

@@ -87,6 +87,21 @@ int wait_release(std::string release) {
   return static_cast<int>(::getpid());
 }
 
+// Leaves a file named after its pid in `dir`, then waits (bounded) until two such files
+// exist; returns its pid.
+int wait_for_two_workers(std::string dir) {
+  int pid = static_cast<int>(::getpid());
+  touch(dir + "/pid-" + std::to_string(pid));
+  for (int i = 0; i < 60'000; ++i) {
+    int n = 0;
+    for (auto& e : std::filesystem::directory_iterator(dir))
+      n += e.path().filename().string().rfind("pid-", 0) == 0;
+    if (n >= 2) break;
+    ::usleep(1000);
+  }
+  return pid;
+}
+
 // ---- failures in a worker
 void do_abort() { std::abort(); }
 void do_segfault() {
@@ -105,6 +120,13 @@ void crash(int kind) {
     case Crash::exit: do_exit3(); break;
     case Crash::sigkill: do_sigkill(); break;
   }
+}
+
+// Waits for `release`, then crashes: what is submitted before the file appears is pending
+// when the worker dies (the pool cannot know it is broken yet).
+void crash_when(std::string release, int kind) {
+  for (int i = 0; i < 600'000 && !exists(release); ++i) ::usleep(1000);
+  crash(kind);
 }
 
 // A value whose decoding in the worker kills it (death during argument transfer).
@@ -137,20 +159,21 @@ struct DieOnSave {
 };
 DieOnSave make_die_on_save(int kind) { return DieOnSave{kind}; }
 
-// 64 MiB that kill the worker once they have been copied in (mid-transfer for the pool).
+// 64 MiB in two halves; the worker dies once it has read the first (mid-transfer).
 struct BigThenDie {
-  std::vector<std::byte> data;
+  std::vector<std::byte> first, second;
   template <class A>
   void save(A& a) const {
-    a(data);
+    a(first, second);
   }
   template <class A>
   void load(A& a) {
-    a(data);
+    a(first);
     ::raise(SIGKILL);
+    a(second);
   }
 };
-std::size_t big_then_die(BigThenDie b) { return b.data.size(); }
+std::size_t big_then_die(BigThenDie b) { return b.first.size() + b.second.size(); }
 std::size_t big_size(std::vector<std::byte> v) { return v.size(); }
 
 // Encoding fails in the parent / decoding fails in the worker / result fails to encode.
@@ -473,6 +496,22 @@ TEST(ProcessPool, MapRaisesTheFailingElementsException) {
   EXPECT_EQ(seen, (std::vector<int>{0, 0}));
 }
 
+TEST(ProcessPool, MapTimeoutRaisesTimeoutErrorWhenAResultIsLate) {
+  TestDir dir;
+  {
+    ProcessPoolExecutor ex(1);
+    std::vector<std::string> in{dir.file("go"), dir.file("go")};
+    // Nothing creates "go" before the timeout: the first result cannot be on time.
+    auto results = ex.map(wait_release, in, concur::timeout(100ms));
+    EXPECT_THROW(
+        {
+          for (int pid : results) (void)pid;
+        },
+        concur::TimeoutError);
+    touch(dir.file("go"));  // let the worker finish so the pool can shut down
+  }
+}
+
 TEST(ProcessPool, MapOfAVoidFunction) {
   ProcessPoolExecutor ex(1);
   std::vector<int> in{1, 2, 3};
@@ -700,11 +739,13 @@ TEST_P(WorkerDeath, EachCrashKindEndsInAnErrorNeverAHang) {
   for (Crash c : {Crash::abort, Crash::segfault, Crash::exit, Crash::sigkill}) {
     SCOPED_TRACE(static_cast<int>(c));
     std::vector<pid_t> pids;
+    TestDir dir;
     {
       ProcessPoolExecutor ex({.max_workers = 1, .start_method = method, .on_worker_death = policy});
       int first_pid = ex.submit(pid_task).result();
-      auto f = ex.submit(crash, static_cast<int>(c));
-      auto after = ex.submit(add, 1, 2);
+      auto f = ex.submit(crash_when, dir.file("go"), static_cast<int>(c));
+      auto after = ex.submit(add, 1, 2);  // pending (or queued in the worker) when it dies
+      touch(dir.file("go"));
       if (policy == OnWorkerDeath::break_pool) {
         std::string msg = error_of([&] { f.result(); });
         EXPECT_THROW(f.result(), concur::BrokenProcessPool);
@@ -743,22 +784,25 @@ TEST_P(WorkerDeath, EachCrashKindEndsInAnErrorNeverAHang) {
   }
 }
 
+// CPython's test_deadlock: each crash kind while the worker decodes the arguments (side 0)
+// and while it encodes the result (side 1).
 TEST_P(WorkerDeath, DeathDuringArgumentAndResultTransfer) {
   auto [policy, method] = GetParam();
-  for (int side = 0; side < 2; ++side) {
-    SCOPED_TRACE(side);
-    ProcessPoolExecutor ex({.max_workers = 1, .start_method = method, .on_worker_death = policy});
-    ex.submit(pid_task).result();
-    concur::AnyFuture f = side == 0 ? concur::AnyFuture(ex.submit(take_die_on_load,
-                                                                  DieOnLoad{static_cast<int>(Crash::abort)}))
-                                    : concur::AnyFuture(ex.submit(make_die_on_save,
-                                                                  static_cast<int>(Crash::sigkill)));
-    if (policy == OnWorkerDeath::break_pool)
-      EXPECT_THROW(f.result(), concur::BrokenProcessPool);
-    else
-      EXPECT_THROW(f.result(), concur::WorkerDiedError);
-    if (policy == OnWorkerDeath::replace_worker) {
-      EXPECT_EQ(ex.submit(add, 2, 3).result(), 5);
+  for (Crash c : {Crash::abort, Crash::segfault, Crash::exit, Crash::sigkill}) {
+    for (int side = 0; side < 2; ++side) {
+      SCOPED_TRACE(testing::Message() << "crash " << static_cast<int>(c) << ", side " << side);
+      ProcessPoolExecutor ex({.max_workers = 1, .start_method = method, .on_worker_death = policy});
+      ex.submit(pid_task).result();
+      int kind = static_cast<int>(c);
+      concur::AnyFuture f = side == 0 ? concur::AnyFuture(ex.submit(take_die_on_load, DieOnLoad{kind}))
+                                      : concur::AnyFuture(ex.submit(make_die_on_save, kind));
+      if (policy == OnWorkerDeath::break_pool) {
+        EXPECT_THROW(f.result(), concur::BrokenProcessPool);
+        EXPECT_THROW(ex.submit(add, 2, 3), concur::BrokenProcessPool);
+      } else {
+        EXPECT_THROW(f.result(), concur::WorkerDiedError);
+        EXPECT_EQ(ex.submit(add, 2, 3).result(), 5);
+      }
     }
   }
 }
@@ -766,7 +810,8 @@ TEST_P(WorkerDeath, DeathDuringArgumentAndResultTransfer) {
 TEST_P(WorkerDeath, CrashWhileA64MiBArgumentIsInTransfer) {
   auto [policy, method] = GetParam();
   ProcessPoolExecutor ex({.max_workers = 2, .start_method = method, .on_worker_death = policy});
-  BigThenDie big{std::vector<std::byte>(64u << 20, std::byte{5})};
+  BigThenDie big{std::vector<std::byte>(32u << 20, std::byte{5}),
+                 std::vector<std::byte>(32u << 20, std::byte{6})};
   auto f = ex.submit(big_then_die, big);
   if (policy == OnWorkerDeath::break_pool) {
     EXPECT_THROW(f.result(), concur::BrokenProcessPool);
@@ -842,9 +887,12 @@ TEST(ProcessPool, InitializerRunsInEveryWorkerBeforeTasks) {
 }
 
 TEST(ProcessPool, FailingInitializerBreaksThePoolWithoutARespawnLoop) {
+  for (OnWorkerDeath policy : {OnWorkerDeath::break_pool, OnWorkerDeath::replace_worker})
   for (StartMethod m : kMethods) {
-    SCOPED_TRACE(concur::to_string(m));
-    ProcessPoolExecutor ex({.max_workers = 2, .start_method = m, .initializer = init_throws});
+    SCOPED_TRACE(testing::Message() << concur::to_string(m) << ", policy "
+                                    << static_cast<int>(policy));
+    ProcessPoolExecutor ex({.max_workers = 2, .start_method = m, .initializer = init_throws,
+                            .on_worker_death = policy});
     std::vector<concur::Future<int>> fs;
     fs.push_back(ex.submit(add, 0, 0));
     for (int i = 1; i < 5; ++i) {
@@ -962,6 +1010,28 @@ TEST(ProcessPool, ShutdownWithCancelFuturesWhile50TasksAreQueued) {
   EXPECT_THROW(ex.submit(add, 1, 1), concur::ShutdownError);
 }
 
+TEST(ProcessPool, ShutdownWithoutWaitButCancelFuturesCancelsTheQueue) {
+  TestDir dir;
+  ProcessPoolExecutor ex(1);
+  auto first = ex.submit(blocked, dir.file("s"), dir.file("go"));
+  ASSERT_TRUE(wait_file(dir.file("s")));
+  std::vector<concur::Future<int>> queued;
+  for (int i = 0; i < 50; ++i) queued.push_back(ex.submit(add, i, 0));
+  ex.shutdown(false, true);  // returns at once: the running task is still blocked
+  EXPECT_FALSE(first.done());
+  std::size_t cancelled = 0;
+  for (auto& f : queued) cancelled += f.cancelled();
+  EXPECT_GE(cancelled, 49u);
+  EXPECT_THROW(ex.submit(add, 1, 1), concur::ShutdownError);
+  touch(dir.file("go"));
+  EXPECT_GT(first.result(), 0);
+  for (auto& f : queued) {
+    if (!f.cancelled()) {
+      EXPECT_NO_THROW(f.result());
+    }
+  }
+}
+
 TEST(ProcessPool, ShutdownWithoutWaitLetsQueuedWorkFinish) {
   ProcessPoolExecutor ex(2);
   std::vector<concur::Future<int>> fs;
@@ -1066,6 +1136,20 @@ TEST(ProcessPool, A1GiBVectorRoundTripsIntact) {
   for (std::size_t i = 0; i < back.size(); i += 4096) same &= back[i] == static_cast<std::byte>(i >> 12);
   EXPECT_TRUE(same);
   EXPECT_EQ(back.back(), std::byte{0x5a});
+}
+
+// ================================================================ dispatch
+// A batch submitted to a new pool (map) starts every worker it can use, as single submits
+// do, instead of queueing the whole batch on the first worker to come up.
+TEST(ProcessPool, MapOnANewPoolSpreadsOverWorkers) {
+  ProcessPoolExecutor ex(2);
+  TestDir dir;
+  // Each task waits until both workers have shown up (a file per pid), so with one worker
+  // the test cannot finish without the bound; with two it finishes at once.
+  std::vector<std::string> dirs(4, dir.path);
+  std::set<int> pids;
+  for (int pid : ex.map(wait_for_two_workers, dirs, concur::chunksize(1))) pids.insert(pid);
+  EXPECT_EQ(pids.size(), 2u);
 }
 
 }  // namespace

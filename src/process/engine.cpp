@@ -120,7 +120,7 @@ class Engine final : public ProcessEngine {
       }
       // else: the task already failed with its encoding error
     }
-    WorkerPtr start;
+    std::vector<WorkerPtr> start;  // a batch may need several new workers (map on a new pool)
     {
       std::unique_lock lock(mu_);
       if (!accepting_locked()) {
@@ -134,12 +134,12 @@ class Engine final : public ProcessEngine {
         std::rethrow_exception(e);
       }
       for (RemoteWork* rw : ready) pending_.push_back(rw);
-      start = maybe_reserve_worker_locked();
+      while (auto w = maybe_reserve_worker_locked()) start.push_back(std::move(w));
       dispatch_locked();
     }
     activity_.fetch_add(1, std::memory_order_relaxed);  // keeps the collector spinning
     ensure_collector();
-    if (start) launch(start);
+    for (auto& w : start) launch(w);
     wake_collector_if_sleeping();
     // A thread submitting a stream of tasks also collects what is ready (never waiting
     // for it): each result it takes frees room that it refills at once, so the workers'

@@ -323,14 +323,14 @@ std::optional<ExitStatus> ChildProcess::try_reap() {
       s.known = true;
       if (si.si_code == CLD_EXITED) s.exit_code = si.si_status;
       else s.signal = si.si_status;
-      status_ = s;
+      set_status(s);
     } else if (rc != 0 && errno == ECHILD && wait_readable(pidfd_.get(), 0)) {
-      status_ = ExitStatus{};  // reaped by someone else (SIGCHLD ignored?)
+      set_status(ExitStatus{});  // reaped by someone else (SIGCHLD ignored?)
     }
     return status_;
   }
   if (!wait_readable(pidfd_.get(), 0)) return std::nullopt;
-  if (auto s = server_->status_of(pid_, 0)) status_ = s;
+  if (auto s = server_->status_of(pid_, 0)) set_status(*s);
   return status_;
 }
 
@@ -340,17 +340,17 @@ std::optional<ExitStatus> ChildProcess::wait(std::optional<std::chrono::millisec
   if (!wait_readable(pidfd_.get(), ms)) return std::nullopt;
   if (!server_) {
     for (int i = 0; i < 1000 && !try_reap(); ++i) std::this_thread::yield();
-    if (!status_) status_ = ExitStatus{};
+    if (!status_) set_status(ExitStatus{});
     return status_;
   }
   // The server relays the status right after it reaps; allow it a moment.
-  if (auto s = server_->status_of(pid_, 2000)) status_ = s;
-  else status_ = ExitStatus{};
+  if (auto s = server_->status_of(pid_, 2000)) set_status(*s);
+  else set_status(ExitStatus{});
   return status_;
 }
 
 bool ChildProcess::send_signal(int sig) noexcept {
-  if (status_) return false;
+  if (reaped()) return false;
   return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
 }
 

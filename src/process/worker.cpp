@@ -141,6 +141,10 @@ std::string outcome_text(const Writer& out) {
     out.set_oob_sink(&ep->response_sink(m.seq));
     Reader in(m.payload, &ep->request_source());
     run_call(in, out);
+    // What the task printed reaches the terminal before its result reaches the parent
+    // (and is not lost when Pool::terminate() ends the worker); no syscall when nothing
+    // was printed.
+    std::fflush(stdout);
     ep->release(m);
     if (is_exception_outcome(out)) ep->discard_blocks(m.seq);
     try {

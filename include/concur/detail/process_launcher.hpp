@@ -21,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -79,13 +80,21 @@ class ChildProcess {
   std::optional<ExitStatus> wait(std::optional<std::chrono::milliseconds> timeout = {});
   // Sends a signal unless the child is already reaped; false when it is gone.
   bool send_signal(int sig) noexcept;
-  bool reaped() const noexcept { return status_.has_value(); }
+  bool reaped() const noexcept { return reaped_.load(std::memory_order_acquire); }
 
  private:
   pid_t pid_;
   UniqueFd pidfd_;
   std::shared_ptr<ServerConnection> server_;  // null: a direct child (waitid)
+  // Written by the thread that reaps (the pool's collector); other threads only look at
+  // reaped_ (send_signal from shutdown or cancel): a pidfd never reaches another process,
+  // so a signal sent while the reaping goes on is harmless.
   std::optional<ExitStatus> status_;
+  std::atomic<bool> reaped_{false};
+  void set_status(const ExitStatus& s) noexcept {
+    status_ = s;
+    reaped_.store(true, std::memory_order_release);
+  }
 };
 
 struct LaunchOptions {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -160,13 +161,42 @@ template <class F>
   requires(std::is_class_v<F> && has_single_call_operator<F>)
 struct callable_params<F> : member_signature<decltype(&F::operator())> {};
 
+template <class T>
+struct is_reference_wrapper : std::false_type {};
+template <class T>
+struct is_reference_wrapper<std::reference_wrapper<T>> : std::true_type {};
+
+template <class C>
+inline constexpr bool is_char_type_v =
+    std::is_same_v<C, char> || std::is_same_v<C, wchar_t> || std::is_same_v<C, char8_t> ||
+    std::is_same_v<C, char16_t> || std::is_same_v<C, char32_t>;
+
+// Whether storing an argument of type A as S keeps its meaning in another process. A
+// std::ref, a pointer or a capturing lambda converts to a parameter type that can be
+// serialized (int& from std::ref(x), bool from a pointer...), but the callee would then
+// work on a copy of what the caller meant to share: such an argument keeps its own type,
+// which cannot cross a process boundary, so the task stays local-only. The one pointer
+// that converts faithfully is a C string becoming an owning string.
+template <class A, class S>
+inline constexpr bool faithful_conversion_v = [] {
+  using D = std::decay_t<A>;
+  if constexpr (is_reference_wrapper<D>::value || std::is_member_pointer_v<D> ||
+                is_stateful_callable_v<D>)
+    return false;
+  else if constexpr (std::is_pointer_v<D> && !is_function_pointer_v<D>)
+    return is_char_type_v<std::remove_cv_t<std::remove_pointer_t<D>>> && std::is_class_v<S>;
+  else
+    return true;
+}();
+
 template <class PL, class... Args>
 struct stored_from_params;
 template <class... Ps, class... Args>
 struct stored_from_params<param_list<Ps...>, Args...> {
   static constexpr bool ok =
       sizeof...(Ps) == sizeof...(Args) &&
-      (std::is_constructible_v<storage_t<Ps>, Args&&> && ...);
+      (std::is_constructible_v<storage_t<Ps>, Args&&> && ...) &&
+      (faithful_conversion_v<Args, storage_t<Ps>> && ...);
   using type = std::tuple<storage_t<Ps>...>;
 };
 

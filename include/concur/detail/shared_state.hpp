@@ -69,6 +69,9 @@ struct QueueLink {
   std::atomic<QueueLink*> next_link{nullptr};
 };
 
+// Tells the process pool (detail/remote_call.hpp) that SharedState has help_wait().
+#define CONCUR_SHARED_STATE_HAS_HELP_WAIT 1
+
 class SharedState : public QueueLink {
  public:
   // Status values (low bits of word_). Order matters: done() is status >= kCancelled.
@@ -194,6 +197,8 @@ class SharedState : public QueueLink {
   // ---- blocking. True once done; false if the deadline passed first.
   bool wait(const Deadline& deadline = std::nullopt) const noexcept {
     if (done()) return true;
+    help_wait(deadline);
+    if (done()) return true;
     if (!expired(deadline) && spin_until([this] { return done(); })) return true;
     std::uint32_t w = word_.load(std::memory_order_acquire);
     for (;;) {
@@ -250,6 +255,15 @@ class SharedState : public QueueLink {
   virtual RemoteWork* as_remote() noexcept { return nullptr; }
   // Stop a running task (process pools kill the worker). False when not possible.
   virtual bool request_kill() noexcept { return false; }
+  // Called by wait() before it spins or sleeps: a process pool's task lets the waiting
+  // thread collect results itself for a bounded time, which saves the hop through the
+  // pool's collector thread (a blocking wake-up, ~25 us) on the way back.
+  virtual void help_wait(const Deadline& /*deadline*/) const noexcept {}
+  // Whether callbacks or waiters were registered (then the outcome is published by the
+  // process pool's collector thread, not by whichever thread happened to collect it).
+  bool has_listeners() const noexcept {
+    return (word_.load(std::memory_order_acquire) & kListeners) != 0;
+  }
 
   static std::string status_name(std::uint32_t s) {
     switch (s) {
