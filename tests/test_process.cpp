@@ -35,23 +35,6 @@ class ProcessTest : public testing::TestWithParam<StartMethod> {
   concur::ProcessOptions opts() const { return {.start_method = GetParam()}; }
 };
 
-}  // namespace
-
-// Under LeakSanitizer, std::exit() in a child runs the leak check at exit. A child of the
-// fork method comes from a zygote that replaced the engine's process-wide tables right
-// after its fork and dropped the parent's copies on purpose, without touching their
-// locks (src/process/remote.cpp, lazy_global and reset_remote_state_after_fork): LSan
-// reports the dropped table as a leak and turns the child's exit code into its own.
-// Nothing leaks per call (one table per zygote), so this one allocation site is
-// suppressed for every process of this test program; any other leak is still reported.
-// (A library-side __lsan_ignore_object in reset_remote_state_after_fork would spare
-// users the same report; that file belongs to the process engine.)
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:concur::detail::(anonymous namespace)::lazy_global\n";
-}
-
-namespace {
-
 // ---------------------------------------------------------------- targets
 void set_value(concur::Value<int> v, int x) { v.set_value(x); }
 void throw_runtime(int) { throw std::runtime_error("boom in the child"); }

@@ -1,4 +1,17 @@
 // Code addresses that survive ASLR, and exceptions that cross processes.
+#if defined(__SANITIZE_ADDRESS__)
+#define CONCUR_HAS_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define CONCUR_HAS_LSAN 1
+#endif
+#endif
+#ifndef CONCUR_HAS_LSAN
+#define CONCUR_HAS_LSAN 0
+#endif
+#if CONCUR_HAS_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <elf.h>
@@ -64,6 +77,14 @@ T& lazy_global(std::atomic<T*>& slot) {
     else delete fresh;
   }
   return *p;
+}
+
+// A table dropped on purpose after fork (see reset_remote_state_after_fork): under
+// LeakSanitizer it would be reported when a fork child exits, so it is marked as known.
+void ignore_leak([[maybe_unused]] const void* p) noexcept {
+#if CONCUR_HAS_LSAN
+  if (p) __lsan_ignore_object(p);
+#endif
 }
 
 std::atomic<ModuleTable*> g_modules{nullptr};
@@ -559,13 +580,14 @@ void prepare_remote_state_for_fork() {
 void reset_remote_state_after_fork() noexcept {
   // Single-threaded here (a zygote just forked): the old objects are leaked, not touched
   // through their locks. Registered exception types are kept.
-  g_modules.store(t_fork_modules, std::memory_order_relaxed);
+  ignore_leak(g_modules.exchange(t_fork_modules, std::memory_order_relaxed));
   t_fork_modules = nullptr;
-  g_symbols.store(nullptr, std::memory_order_relaxed);
+  ignore_leak(g_symbols.exchange(nullptr, std::memory_order_relaxed));
   if (Registry* old = g_registry.load(std::memory_order_relaxed)) {
     auto* fresh = new Registry;
     fresh->factories = old->factories;
     g_registry.store(fresh, std::memory_order_relaxed);
+    ignore_leak(old);
   }
 }
 
