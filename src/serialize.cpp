@@ -1,5 +1,7 @@
 // The cold and the large: buffer growth, out-of-band blocks and error messages of the
 // serialization layer, kept out of the headers that the hot paths include.
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <new>
@@ -33,6 +35,14 @@ std::string while_decoding(std::string_view type) {
 }
 
 }  // namespace
+
+void advise_huge_pages(void* p, std::size_t n) noexcept {
+  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) & ~(kHuge - 1);
+  // Advice only: where THP is off or the range is not eligible, nothing changes.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 void copy_in_pieces(void* dst, const void* src, std::size_t n) noexcept {
   std::size_t piece = 2048;  // at or below glibc's smallest rep movsb threshold

@@ -556,14 +556,6 @@ std::exception_ptr decode_exception(Reader& r) noexcept {
   }
 }
 
-void advise_huge_pages(void* p, std::size_t n) noexcept {
-  constexpr std::uintptr_t kPage = 4096;
-  auto begin = (reinterpret_cast<std::uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
-  auto end = (reinterpret_cast<std::uintptr_t>(p) + n) & ~(kPage - 1);
-  if (end > begin + (std::uintptr_t{2} << 20))
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
 namespace {
 // Built by the forking thread just before fork(): the zygote installs it instead of
 // rebuilding its own. Rebuilding would call dl_iterate_phdr, whose glibc lock another

@@ -227,10 +227,6 @@ decltype(auto) call_stored(Fn& fn, std::tuple<S...>& args) {
 }
 
 // ---------------------------------------------------------------- values
-// Asks for transparent huge pages on [p, p + n) (best effort): a freshly allocated
-// buffer of many megabytes then costs a few faults instead of thousands.
-void advise_huge_pages(void* p, std::size_t n) noexcept;
-
 template <class T>
 struct is_large_contiguous : std::false_type {};
 template <class E, class A>

@@ -484,6 +484,7 @@ V make_contiguous(const std::byte* p, std::size_t n) {
       if (bytes < 2048) return V(first, first + n);
       V v;
       v.reserve(n);
+      if (bytes >= kHugeBufferBytes) advise_huge_pages(v.data(), bytes);
       if (!copy_would_stall(v.data(), p, bytes)) {
         v.assign(first, first + n);
         return v;
