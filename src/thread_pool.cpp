@@ -51,8 +51,8 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
       t->release();
       throw_not_accepting();
     }
+    pushed_.fetch_add(1, std::memory_order_seq_cst);  // counted before anyone can take it
     queue_.push(t);
-    pushed_.fetch_add(1, std::memory_order_relaxed);
     leave_push(1);
   }
 
@@ -66,8 +66,8 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
       last->next_link.store(t, std::memory_order_relaxed);
       last = t;
     }
+    pushed_.fetch_add(tasks.size(), std::memory_order_seq_cst);
     queue_.push_chain(first, last);
-    pushed_.fetch_add(tasks.size(), std::memory_order_relaxed);
     leave_push(tasks.size());
   }
 
@@ -79,6 +79,7 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
         std::lock_guard lock(consumer_mu_);
         while (QueueLink* n = pop_locked()) cancelled.push_back(static_cast<SharedState*>(n));
       }
+      finished_.fetch_add(cancelled.size(), std::memory_order_seq_cst);
       for (SharedState* t : cancelled) {
         t->cancel();
         t->release();
@@ -112,16 +113,17 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
       fail_queued();
       return;
     }
-    // Start a thread only when the queue outgrows the threads free to take it, so an idle
-    // thread is always reused first (CPython's rule, without its race: a worker counts as
-    // idle before the result it produced becomes visible).
+    // Start a thread only when the unfinished tasks (queued or running) outnumber the
+    // threads, so an idle thread is always reused first (CPython's rule, without its race:
+    // a worker counts its task finished before the result becomes visible). Counting
+    // unfinished tasks, not "queued minus idle", leaves no window between a worker taking
+    // a task and marking itself busy in which a second task would wait behind the first.
+    // finished_ is read first: every task it counts was counted in pushed_ before.
     std::size_t threads = nthreads_.load(std::memory_order_acquire);
     if (threads < max_workers_) {
-      std::size_t queued = pushed_.load(std::memory_order_relaxed) -
-                           popped_.load(std::memory_order_relaxed);
-      std::size_t busy = busy_.load(std::memory_order_acquire);
-      std::size_t idle = threads > busy ? threads - busy : 0;
-      if (queued > idle) spawn(queued - idle);
+      std::size_t finished = finished_.load(std::memory_order_seq_cst);
+      std::size_t unfinished = pushed_.load(std::memory_order_seq_cst) - finished;
+      if (unfinished > threads) spawn(unfinished - threads);
     }
     (void)n;
     notify_work();
@@ -163,16 +165,12 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
   }
 
   QueueLink* pop_locked() {
-    QueueLink* n = queue_.pop();
-    if (n) popped_.store(popped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    return n;
+    return queue_.pop();
   }
 
   SharedState* pop() {
     std::lock_guard lock(consumer_mu_);
-    QueueLink* n = pop_locked();
-    if (n) busy_.fetch_add(1, std::memory_order_acq_rel);
-    return static_cast<SharedState*>(n);
+    return static_cast<SharedState*>(pop_locked());
   }
 
   bool may_exit() const {
@@ -233,7 +231,7 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
         if (queue_.maybe_nonempty()) notify_work();
         bool publish = task->run();
         // Idle before the result is visible: whoever it wakes sees this thread free.
-        busy_.fetch_sub(1, std::memory_order_acq_rel);
+        finished_.fetch_add(1, std::memory_order_seq_cst);
         if (publish) task->end_complete();
         task->release();
         continue;
@@ -260,6 +258,7 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
       while (QueueLink* n = pop_locked()) failed.push_back(static_cast<SharedState*>(n));
     }
     if (failed.empty()) return;
+    finished_.fetch_add(failed.size(), std::memory_order_seq_cst);
     std::string why;
     {
       std::lock_guard lock(broken_mu_);
@@ -309,8 +308,7 @@ class ThreadPoolCore : public std::enable_shared_from_this<ThreadPoolCore> {
   alignas(64) std::atomic<std::size_t> pushed_{0};
   std::atomic<std::size_t> pushers_{0};
   // Written by workers.
-  alignas(64) std::atomic<std::size_t> popped_{0};
-  std::atomic<std::size_t> busy_{0};
+  alignas(64) std::atomic<std::size_t> finished_{0};  // tasks run, cancelled or failed
   // Worker states, read by submitters; each on its own line, as they change at different rates.
   alignas(64) std::atomic<unsigned> spinners_{0};
   alignas(64) std::atomic<int> sleepers_{0};
