@@ -228,50 +228,6 @@ decltype(auto) call_stored(Fn& fn, std::tuple<S...>& args) {
 
 // ---------------------------------------------------------------- values
 template <class T>
-struct is_large_contiguous : std::false_type {};
-template <class E, class A>
-  requires is_plain_v<E>
-struct is_large_contiguous<std::vector<E, A>> : std::true_type {
-  using element = E;
-};
-template <class C, class Tr, class A>
-struct is_large_contiguous<std::basic_string<C, Tr, A>> : std::true_type {
-  using element = C;
-};
-
-// decode<T>, except that a vector or string of at least kOobThreshold bytes is built by
-// reserving, advising huge pages and then copying, instead of letting every page of the
-// new buffer fault on its own (3-4x faster for tens of megabytes). Same wire format:
-// the serializer's length followed by its block.
-template <class T>
-T decode_value(Reader& r) {
-  if constexpr (is_large_contiguous<T>::value) {
-    using E = typename is_large_contiguous<T>::element;
-    if (r.remaining() >= 8) {
-      std::uint64_t n;
-      Reader probe = r;
-      probe.read_bytes(&n, 8);
-      if (n >= kOobThreshold / sizeof(E) && n <= npos / sizeof(E)) {
-        r.read_bytes(&n, 8);
-        auto block = r.read_block(static_cast<std::size_t>(n) * sizeof(E), type_name<T>);
-        T out;
-        out.reserve(static_cast<std::size_t>(n));
-        advise_huge_pages(out.data(), block.size());
-        const E* first = reinterpret_cast<const E*>(block.data());
-        if (reinterpret_cast<std::uintptr_t>(first) % alignof(E) == 0) {
-          out.assign(first, first + n);
-        } else {
-          out.resize(static_cast<std::size_t>(n));
-          std::memcpy(static_cast<void*>(out.data()), block.data(), block.size());
-        }
-        return out;
-      }
-    }
-  }
-  return decode<T>(r);
-}
-
-template <class T>
 void encode_remote_value(Writer& w, const T& v) {
   if constexpr (is_function_pointer_v<T>) encode_code_address(w, reinterpret_cast<std::uintptr_t>(v));
   else if constexpr (is_stateless_callable_v<T> && !serializable<T>) static_cast<void>(v);
@@ -281,7 +237,7 @@ template <class T>
 T decode_remote_value(Reader& r) {
   if constexpr (is_function_pointer_v<T>) return reinterpret_cast<T>(decode_code_address(r));
   else if constexpr (is_stateless_callable_v<T> && !serializable<T>) return T{};
-  else return decode_value<T>(r);
+  else return decode<T>(r);
 }
 
 // ---------------------------------------------------------------- outcomes and exceptions
@@ -373,7 +329,7 @@ void decode_outcome(FutureState<R>& state, Reader& r) noexcept {
       if constexpr (std::is_void_v<R>) {
         state.store_value();
       } else {
-        state.store_value(decode_value<R>(r));
+        state.store_value(decode<R>(r));
       }
       if (r.remaining() != 0)
         throw SerializationError("concur: unexpected bytes after a remote result");

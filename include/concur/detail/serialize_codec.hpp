@@ -478,7 +478,9 @@ contiguous_view decode_contiguous(Reader& r) {
 template <class V, class E>
 V make_contiguous(const std::byte* p, std::size_t n) {
   const std::size_t bytes = n * sizeof(E);
-  if constexpr (std::is_trivial_v<E>) {
+  // Copy-constructing a trivially copyable element is a byte copy, so any such type
+  // (also one with default member initialisers, which is not trivial) takes this path.
+  if constexpr (std::is_trivially_copyable_v<E> && std::is_copy_constructible_v<E>) {
     if (reinterpret_cast<std::uintptr_t>(p) % alignof(E) == 0) {
       const E* first = reinterpret_cast<const E*>(p);
       if (bytes < 2048) return V(first, first + n);
