@@ -13,40 +13,22 @@
 //   raw_pipe / _idle           1 byte over two pipes, blocking read/write
 //   raw_futex_block / _idle    a futex word in shared memory, sleeping at once
 //   raw_futex_spin             the same, spinning 20 µs (concur's default) before sleeping
+// The raw_* ones live in bench/raw_ipc.hpp, shared with bench_process_pool.
 #include <benchmark/benchmark.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "concur/detail/futex.hpp"
 #include "concur/process.hpp"
+#include "raw_ipc.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-void report_latency(benchmark::State& state, std::vector<double>& samples) {
-  std::sort(samples.begin(), samples.end());
-  if (samples.empty()) return;
-  state.counters["median_us"] = samples[samples.size() / 2];
-  state.counters["p99_us"] = samples[samples.size() * 99 / 100];
-}
-
-void pause_2ms(benchmark::State& state) {
-  state.PauseTiming();
-  std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  state.ResumeTiming();
-}
+using bench_raw::Clock;
+using bench_raw::pause_2ms;
+using bench_raw::report_latency;
+using bench_raw::us;
 
 // ---------------------------------------------------------------- Queue
 void queue_echo(concur::Queue<int> in, concur::Queue<int> out) {
@@ -152,90 +134,17 @@ BENCHMARK(BM_pipe_round_trip)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_pipe_round_trip_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
 
 // ---------------------------------------------------------------- raw IPC
-struct PingPong {
-  alignas(64) std::atomic<std::uint32_t> a{0};
-  alignas(64) std::atomic<std::uint32_t> b{0};
-};
-
-// Waits for *w == v: spins (yielding, bounded) for spin_ns, then sleeps on the futex.
-void await(std::atomic<std::uint32_t>& w, std::uint32_t v, long spin_ns) {
-  if (spin_ns > 0)
-    concur::detail::spin_until([&] { return w.load(std::memory_order_acquire) == v; },
-                               std::chrono::nanoseconds(spin_ns));
-  for (;;) {
-    std::uint32_t cur = w.load(std::memory_order_acquire);
-    if (cur == v) return;
-    concur::detail::futex_wait(&w, cur, std::nullopt, /*shared=*/true);
-  }
+void BM_raw_futex_block(benchmark::State& s) { bench_raw::raw_futex(s, 0, false); }
+void BM_raw_futex_spin(benchmark::State& s) {
+  bench_raw::raw_futex(s, concur::detail::kSpinFor.count(), false);
 }
-
-void raw_futex(benchmark::State& state, long spin_ns, bool idle) {
-  auto* s = static_cast<PingPong*>(::mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE,
-                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  new (s) PingPong;
-  pid_t child = ::fork();
-  if (child == 0) {
-    for (std::uint32_t i = 1;; ++i) {
-      await(s->a, i, spin_ns);
-      s->b.store(i, std::memory_order_release);
-      concur::detail::futex_wake(&s->b, 1, true);
-    }
-  }
-  std::vector<double> samples;
-  std::uint32_t i = 0;
-  for (auto _ : state) {
-    if (idle) pause_2ms(state);
-    ++i;
-    auto t0 = Clock::now();
-    s->a.store(i, std::memory_order_release);
-    concur::detail::futex_wake(&s->a, 1, true);
-    await(s->b, i, spin_ns);
-    samples.push_back(us(Clock::now() - t0));
-  }
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  ::munmap(s, sizeof(PingPong));
-  report_latency(state, samples);
-}
-void BM_raw_futex_block(benchmark::State& s) { raw_futex(s, 0, false); }
-void BM_raw_futex_spin(benchmark::State& s) { raw_futex(s, concur::detail::kSpinFor.count(), false); }
-void BM_raw_futex_block_idle(benchmark::State& s) { raw_futex(s, 0, true); }
+void BM_raw_futex_block_idle(benchmark::State& s) { bench_raw::raw_futex(s, 0, true); }
 BENCHMARK(BM_raw_futex_block)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_raw_futex_spin)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_raw_futex_block_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
 
-void raw_pipe(benchmark::State& state, bool idle) {
-  int p1[2], p2[2];
-  if (::pipe(p1) != 0 || ::pipe(p2) != 0) {
-    state.SkipWithError("pipe");
-    return;
-  }
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(p1[1]);
-    ::close(p2[0]);
-    char c;
-    while (::read(p1[0], &c, 1) == 1)
-      if (::write(p2[1], &c, 1) != 1) break;
-    _exit(0);
-  }
-  ::close(p1[0]);
-  ::close(p2[1]);
-  std::vector<double> samples;
-  char c = 'x';
-  for (auto _ : state) {
-    if (idle) pause_2ms(state);
-    auto t0 = Clock::now();
-    if (::write(p1[1], &c, 1) != 1 || ::read(p2[0], &c, 1) != 1) break;
-    samples.push_back(us(Clock::now() - t0));
-  }
-  ::close(p1[1]);
-  ::waitpid(child, nullptr, 0);
-  ::close(p2[0]);
-  report_latency(state, samples);
-}
-void BM_raw_pipe(benchmark::State& s) { raw_pipe(s, false); }
-void BM_raw_pipe_idle(benchmark::State& s) { raw_pipe(s, true); }
+void BM_raw_pipe(benchmark::State& s) { bench_raw::raw_pipe(s, false); }
+void BM_raw_pipe_idle(benchmark::State& s) { bench_raw::raw_pipe(s, true); }
 BENCHMARK(BM_raw_pipe)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_raw_pipe_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
 

@@ -12,28 +12,27 @@
 //   roundtrip_64MiB           echo of a 64 MiB std::vector<std::byte>
 //   startup_<method>          pool creation to first result, 2 workers
 //   death_to_error            SIGKILL of a busy worker to the error on its future
-//   raw_*                     the IPC limits
+//   raw_*                     the IPC limits (bench/raw_ipc.hpp, shared with bench_mp)
 #include <benchmark/benchmark.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <numeric>
 #include <thread>
 #include <vector>
 
-#include "concur/detail/futex.hpp"
 #include "concur/pool.hpp"
 #include "concur/process_pool.hpp"
+#include "raw_ipc.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench_raw::Clock;
+using bench_raw::report_latency;
+using bench_raw::us;
 constexpr int kWorkers = 2;
 
 int noop() { return 1; }
@@ -41,15 +40,6 @@ long ident(long x) { return x; }
 std::vector<std::byte> echo(std::vector<std::byte> v) { return v; }
 void spin_forever() {
   for (;;) benchmark::DoNotOptimize(::getpid());
-}
-
-double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-void report_latency(benchmark::State& state, std::vector<double>& samples) {
-  std::sort(samples.begin(), samples.end());
-  if (samples.empty()) return;
-  state.counters["median_us"] = samples[samples.size() / 2];
-  state.counters["p99_us"] = samples[samples.size() * 99 / 100];
 }
 
 // ---------------------------------------------------------------- pool workloads
@@ -71,9 +61,7 @@ void BM_round_trip_idle(benchmark::State& state) {
   ex.submit(noop).result();
   std::vector<double> samples, submit_part;
   for (auto _ : state) {
-    state.PauseTiming();
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // every spinner gives up
-    state.ResumeTiming();
+    bench_raw::pause_2ms(state);  // every spinner gives up
     auto t0 = Clock::now();
     auto f = ex.submit(noop);
     auto t1 = Clock::now();
@@ -206,123 +194,15 @@ BENCHMARK(BM_death_to_error_break)->Iterations(30)->UseManualTime()->Unit(benchm
 BENCHMARK(BM_death_to_error_replace)->Iterations(30)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // ---------------------------------------------------------------- raw IPC limits
-struct PingPong {
-  alignas(64) std::atomic<std::uint32_t> a{0};
-  alignas(64) std::atomic<std::uint32_t> b{0};
-};
-
-// Waits for *w == v: spins (yielding, bounded) for spin_ns, then sleeps on the futex.
-void await(std::atomic<std::uint32_t>& w, std::uint32_t v, long spin_ns) {
-  if (spin_ns > 0) {
-    auto until = Clock::now() + std::chrono::nanoseconds(spin_ns);
-    while (w.load(std::memory_order_acquire) != v && Clock::now() < until) {
-      for (int i = 0; i < 32; ++i) concur::detail::cpu_relax();
-      sched_yield();
-    }
-  }
-  for (;;) {
-    std::uint32_t cur = w.load(std::memory_order_acquire);
-    if (cur == v) return;
-    concur::detail::futex_wait(&w, cur, std::nullopt, /*shared=*/true);
-  }
-}
-
-void raw_futex(benchmark::State& state, long spin_ns) {
-  auto* s = static_cast<PingPong*>(::mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE,
-                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  new (s) PingPong;
-  pid_t child = ::fork();
-  if (child == 0) {
-    for (std::uint32_t i = 1;; ++i) {
-      await(s->a, i, spin_ns);
-      if (s->a.load() == 0xffffffffu) _exit(0);
-      s->b.store(i, std::memory_order_release);
-      concur::detail::futex_wake(&s->b, 1, true);
-    }
-  }
-  std::vector<double> samples;
-  std::uint32_t i = 0;
-  for (auto _ : state) {
-    ++i;
-    auto t0 = Clock::now();
-    s->a.store(i, std::memory_order_release);
-    concur::detail::futex_wake(&s->a, 1, true);
-    await(s->b, i, spin_ns);
-    samples.push_back(us(Clock::now() - t0));
-  }
-  s->a.store(++i);
-  concur::detail::futex_wake(&s->a, 1, true);
-  s->a.store(0xffffffffu);
-  concur::detail::futex_wake(&s->a, 1, true);
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  ::munmap(s, sizeof(PingPong));
-  report_latency(state, samples);
-}
-void BM_raw_futex_block(benchmark::State& s) { raw_futex(s, 0); }
-void BM_raw_futex_spin(benchmark::State& s) { raw_futex(s, 50'000); }
+void BM_raw_futex_block(benchmark::State& s) { bench_raw::raw_futex(s, 0, false); }
+void BM_raw_futex_spin(benchmark::State& s) { bench_raw::raw_futex(s, 50'000, false); }
+// Blocking ping-pong after the peer has slept a while: the "after idling" reference.
+void BM_raw_futex_block_idle(benchmark::State& s) { bench_raw::raw_futex(s, 0, true); }
 BENCHMARK(BM_raw_futex_block)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_raw_futex_spin)->Iterations(20000)->Unit(benchmark::kMicrosecond);
-
-void BM_raw_futex_block_idle(benchmark::State& state) {
-  // Blocking ping-pong after the peer has slept a while: the "after idling" reference.
-  auto* s = static_cast<PingPong*>(::mmap(nullptr, sizeof(PingPong), PROT_READ | PROT_WRITE,
-                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  new (s) PingPong;
-  pid_t child = ::fork();
-  if (child == 0) {
-    for (std::uint32_t i = 1;; ++i) {
-      await(s->a, i, 0);
-      s->b.store(i, std::memory_order_release);
-      concur::detail::futex_wake(&s->b, 1, true);
-    }
-  }
-  std::vector<double> samples;
-  std::uint32_t i = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    state.ResumeTiming();
-    ++i;
-    auto t0 = Clock::now();
-    s->a.store(i, std::memory_order_release);
-    concur::detail::futex_wake(&s->a, 1, true);
-    await(s->b, i, 0);
-    samples.push_back(us(Clock::now() - t0));
-  }
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  ::munmap(s, sizeof(PingPong));
-  report_latency(state, samples);
-}
 BENCHMARK(BM_raw_futex_block_idle)->Iterations(500)->Unit(benchmark::kMicrosecond);
 
-void BM_raw_pipe(benchmark::State& state) {
-  int p1[2], p2[2];
-  if (::pipe(p1) != 0 || ::pipe(p2) != 0) state.SkipWithError("pipe");
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(p1[1]);  // or the child would never see EOF on p1
-    ::close(p2[0]);
-    char c;
-    while (::read(p1[0], &c, 1) == 1)
-      if (::write(p2[1], &c, 1) != 1) break;
-    _exit(0);
-  }
-  ::close(p1[0]);
-  ::close(p2[1]);
-  std::vector<double> samples;
-  char c = 'x';
-  for (auto _ : state) {
-    auto t0 = Clock::now();
-    if (::write(p1[1], &c, 1) != 1 || ::read(p2[0], &c, 1) != 1) break;
-    samples.push_back(us(Clock::now() - t0));
-  }
-  ::close(p1[1]);
-  ::waitpid(child, nullptr, 0);
-  ::close(p2[0]);
-  report_latency(state, samples);
-}
+void BM_raw_pipe(benchmark::State& s) { bench_raw::raw_pipe(s, false); }
 BENCHMARK(BM_raw_pipe)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 
 void BM_memcpy_64MiB(benchmark::State& state) {
