@@ -112,14 +112,18 @@ void apply(QueueShared& sh, const State& s) noexcept {
   sh.unfinished.store(s.unfinished, std::memory_order_release);
 }
 
-// The journal protocol of the note at the top. `die` (tests) stops half-way.
-void commit(QueueShared& sh, const State& s) noexcept {
+// The journal protocol of the note at the top. `die_after_journal` (the tests'
+// put_and_die / get_and_die) exits once the journal is valid and before it is applied: the
+// one point where recovery must finish the operation, which the tests therefore reach
+// through this same code rather than a copy of it.
+void commit(QueueShared& sh, const State& s, bool die_after_journal = false) noexcept {
   QueueJournal& j = sh.journal;
   j.rpos.store(s.rpos, std::memory_order_relaxed);
   j.wpos.store(s.wpos, std::memory_order_relaxed);
   j.count.store(s.count, std::memory_order_relaxed);
   j.unfinished.store(s.unfinished, std::memory_order_relaxed);
   j.valid.store(1, std::memory_order_release);
+  if (die_after_journal) _exit(99);
   apply(sh, s);
   j.valid.store(0, std::memory_order_release);
 }
@@ -317,6 +321,50 @@ std::size_t place(const QueueShared& sh, const State& s, std::size_t need, std::
   return npos;
 }
 
+// Writes a record of `need` bytes at `pos` (and the WRAP marker at `wrap_at` first, unless
+// npos), still invisible, and returns the state that publishes it. Shared by put() and
+// the tests' put_and_die(), so that the death tests write what put() writes.
+State write_record(const QueueShared& sh, std::byte* ring, const State& s, std::size_t pos,
+                   std::size_t wrap_at, std::size_t need, std::span<const std::byte> message) {
+  if (wrap_at != static_cast<std::size_t>(-1)) {
+    std::uint32_t w[2] = {0, kRecWrap};
+    std::memcpy(ring + wrap_at, w, sizeof w);
+  }
+  std::uint32_t h[2] = {static_cast<std::uint32_t>(message.size()), kRecData};
+  std::memcpy(ring + pos, h, sizeof h);
+  copy_bytes(ring + pos + kRecHeader, message.data(), message.size());
+  State n = s;
+  if (s.count == 0) n.rpos = 0;
+  n.wpos = pos + need;
+  n.count = s.count + 1;
+  if (sh.flavor == static_cast<std::uint32_t>(QueueFlavor::joinable)) ++n.unfinished;
+  return n;
+}
+
+// Where the oldest record starts (past a WRAP marker or a tail too short for a header;
+// s.count != 0), with its header in `h`. Shared by get() and the tests' get_and_die().
+std::size_t find_record(const QueueShared& sh, const std::byte* ring, const State& s,
+                        std::uint32_t (&h)[2]) noexcept {
+  const std::size_t cap = sh.capacity;
+  std::size_t pos = s.rpos;
+  h[0] = h[1] = 0;
+  if (cap - pos >= kRecHeader) std::memcpy(h, ring + pos, sizeof h);
+  if (cap - pos < kRecHeader || h[1] == kRecWrap) {
+    pos = 0;
+    std::memcpy(h, ring, sizeof h);
+  }
+  return pos;
+}
+
+// The state once the record of `need` bytes at `pos` is taken: an emptied ring restarts at 0.
+State after_take(const State& s, std::size_t pos, std::size_t need) noexcept {
+  State n = s;
+  n.rpos = pos + need;
+  n.count = s.count - 1;
+  if (n.count == 0) n.rpos = n.wpos = 0;
+  return n;
+}
+
 }  // namespace
 
 bool QueueCore::put(std::span<const std::byte> message, const Deadline& deadline) {
@@ -338,19 +386,7 @@ bool QueueCore::put(std::span<const std::byte> message, const Deadline& deadline
       std::size_t pos = static_cast<std::size_t>(-1);
       if (sh.maxsize == 0 || s.count < sh.maxsize) pos = place(sh, s, need, wrap_at);
       if (pos != static_cast<std::size_t>(-1)) {
-        if (wrap_at != static_cast<std::size_t>(-1)) {
-          std::uint32_t w[2] = {0, kRecWrap};
-          std::memcpy(ring + wrap_at, w, sizeof w);
-        }
-        std::uint32_t h[2] = {static_cast<std::uint32_t>(message.size()), kRecData};
-        std::memcpy(ring + pos, h, sizeof h);
-        copy_bytes(ring + pos + kRecHeader, message.data(), message.size());
-        State n = s;
-        if (s.count == 0) n.rpos = 0;
-        n.wpos = pos + need;
-        n.count = s.count + 1;
-        if (sh.flavor == static_cast<std::uint32_t>(QueueFlavor::joinable)) ++n.unfinished;
-        commit(sh, n);
+        commit(sh, write_record(sh, ring, s, pos, wrap_at, need, message));
         // Bumped under the mutex: a sleeper that misses the wake below (this process
         // dying first) still sees the move on its periodic check.
         sh.put_seq.fetch_add(1, std::memory_order_seq_cst);
@@ -379,13 +415,8 @@ bool QueueCore::get(std::vector<std::byte>& out, const Deadline& deadline) {
         State s = load_state(sh);
         if (s.count != 0) {
           const std::size_t cap = sh.capacity;
-          std::size_t pos = s.rpos;
-          std::uint32_t h[2] = {0, 0};
-          if (cap - pos >= kRecHeader) std::memcpy(h, ring + pos, sizeof h);
-          if (cap - pos < kRecHeader || h[1] == kRecWrap) {
-            pos = 0;
-            std::memcpy(h, ring, sizeof h);
-          }
+          std::uint32_t h[2];
+          const std::size_t pos = find_record(sh, ring, s, h);
           const std::size_t len = h[0];
           const std::size_t need = kRecHeader + round8(len);
           bool ok = h[1] == kRecData && need <= cap - pos &&
@@ -397,11 +428,7 @@ bool QueueCore::get(std::vector<std::byte>& out, const Deadline& deadline) {
           } else {
             out.resize(len);
             copy_bytes(out.data(), ring + pos + kRecHeader, len);
-            State n = s;
-            n.rpos = pos + need;
-            n.count = s.count - 1;
-            if (n.count == 0) n.rpos = n.wpos = 0;
-            commit(sh, n);
+            commit(sh, after_take(s, pos, need));
             // A message that reached past the hot pages gives those pages back (under the
             // mutex: a writer may reuse them as soon as it is released).
             const std::size_t end = pos + need;
@@ -483,6 +510,8 @@ bool QueueCore::join(const Deadline& deadline) {
 }
 
 // ---------------------------------------------------------------- testing
+// The same steps as put() and get() through the same helpers, with an _exit(99) at the
+// chosen point; after_commit dies holding the mutex, published, nobody woken.
 void QueueCore::put_and_die(std::span<const std::byte> message, DieAt where) {
   QueueShared& sh = *sh_;
   const std::size_t need = kRecHeader + round8(message.size());
@@ -493,29 +522,10 @@ void QueueCore::put_and_die(std::span<const std::byte> message, DieAt where) {
   std::size_t wrap_at = 0;
   std::size_t pos = place(sh, s, need, wrap_at);
   if (pos == static_cast<std::size_t>(-1)) _exit(98);
-  if (wrap_at != static_cast<std::size_t>(-1)) {
-    std::uint32_t w[2] = {0, kRecWrap};
-    std::memcpy(ring + wrap_at, w, sizeof w);
-  }
-  std::uint32_t h[2] = {static_cast<std::uint32_t>(message.size()), kRecData};
-  std::memcpy(ring + pos, h, sizeof h);
-  copy_bytes(ring + pos + kRecHeader, message.data(), message.size());
+  State n = write_record(sh, ring, s, pos, wrap_at, need, message);
   if (where == DieAt::after_copy) _exit(99);
-  State n = s;
-  if (s.count == 0) n.rpos = 0;
-  n.wpos = pos + need;
-  n.count = s.count + 1;
-  if (sh.flavor == static_cast<std::uint32_t>(QueueFlavor::joinable)) ++n.unfinished;
-  QueueJournal& j = sh.journal;
-  j.rpos.store(n.rpos, std::memory_order_relaxed);
-  j.wpos.store(n.wpos, std::memory_order_relaxed);
-  j.count.store(n.count, std::memory_order_relaxed);
-  j.unfinished.store(n.unfinished, std::memory_order_relaxed);
-  j.valid.store(1, std::memory_order_release);
-  if (where == DieAt::after_journal) _exit(99);
-  apply(sh, n);
-  j.valid.store(0, std::memory_order_release);
-  _exit(99);  // after_commit: published, nobody woken, mutex still held
+  commit(sh, n, where == DieAt::after_journal);
+  _exit(99);
 }
 
 void QueueCore::get_and_die(DieAt where) {
@@ -525,29 +535,12 @@ void QueueCore::get_and_die(DieAt where) {
   if (where == DieAt::holding_lock) _exit(99);
   State s = load_state(sh);
   if (s.count == 0) _exit(98);
-  std::size_t pos = s.rpos;
-  std::uint32_t h[2] = {0, 0};
-  if (sh.capacity - pos >= kRecHeader) std::memcpy(h, ring + pos, sizeof h);
-  if (sh.capacity - pos < kRecHeader || h[1] == kRecWrap) {
-    pos = 0;
-    std::memcpy(h, ring, sizeof h);
-  }
+  std::uint32_t h[2];
+  const std::size_t pos = find_record(sh, ring, s, h);
   std::vector<std::byte> out(h[0]);
   copy_bytes(out.data(), ring + pos + kRecHeader, out.size());
   if (where == DieAt::after_copy) _exit(99);
-  State n = s;
-  n.rpos = pos + kRecHeader + round8(h[0]);
-  n.count = s.count - 1;
-  if (n.count == 0) n.rpos = n.wpos = 0;
-  QueueJournal& j = sh.journal;
-  j.rpos.store(n.rpos, std::memory_order_relaxed);
-  j.wpos.store(n.wpos, std::memory_order_relaxed);
-  j.count.store(n.count, std::memory_order_relaxed);
-  j.unfinished.store(n.unfinished, std::memory_order_relaxed);
-  j.valid.store(1, std::memory_order_release);
-  if (where == DieAt::after_journal) _exit(99);
-  apply(sh, n);
-  j.valid.store(0, std::memory_order_release);
+  commit(sh, after_take(s, pos, kRecHeader + round8(h[0])), where == DieAt::after_journal);
   _exit(99);
 }
 
