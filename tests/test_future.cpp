@@ -37,31 +37,11 @@ using foundation_test::CustomError;
 using foundation_test::Event;
 using foundation_test::kBound;
 using foundation_test::wait_until_blocked;
-
-// The six states of CPython's util.py, built through the public interface.
-Future<int> pending_future() {
-  return Future<int>();
-}
-Future<int> running_future() {
-  Future<int> f;
-  EXPECT_TRUE(f.set_running_or_notify_cancel());
-  return f;
-}
-Future<int> cancelled_future() {
-  Future<int> f;
-  EXPECT_TRUE(f.cancel());
-  return f;
-}
-Future<int> exception_future() {
-  Future<int> f;
-  f.set_exception(std::make_exception_ptr(concur::OSError("disk on fire", EIO)));
-  return f;
-}
-Future<int> successful_future() {
-  Future<int> f;
-  f.set_result(42);
-  return f;
-}
+using foundation_test::cancelled_future;
+using foundation_test::exception_future;
+using foundation_test::pending_future;
+using foundation_test::running_future;
+using foundation_test::successful_future;
 
 // ------------------------------------------------------------------ states (test_future.py)
 

@@ -1,5 +1,6 @@
 // Tests of concur/shared_memory.hpp: SharedMemory, Value<T>, Array<T>.
 #include "concur/shared_memory.hpp"
+#include "support/children.hpp"
 
 #include <signal.h>
 #include <sys/mman.h>
@@ -27,49 +28,7 @@ using concur::Value;
 
 namespace {
 
-// Forked children that are always reaped (see test_synchronize.cpp).
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (pid_t pid : pids_) {
-      kill(pid, SIGKILL);
-      int status = 0;
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-  template <class F>
-  pid_t fork(F&& body) {
-    pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      int code = 98;
-      try {
-        code = body();
-      } catch (...) {
-        code = 99;
-      }
-      _exit(code);
-    }
-    pids_.push_back(pid);
-    return pid;
-  }
-  int wait(pid_t pid) {
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    std::erase(pids_, pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return -1;
-  }
-
- private:
-  std::vector<pid_t> pids_;
-};
+using test_support::Children;
 
 // A name no other test run uses, removed at scope exit whatever happens.
 struct TestName {

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "concur/shared_memory.hpp"
+#include "support/children.hpp"
 
 using namespace std::chrono_literals;
 using concur::AbandonedLockError;
@@ -37,53 +38,7 @@ namespace {
 
 constexpr auto kLong = 30s;  // "forever" for a wait that must succeed
 
-// Forked children that are always reaped: whatever a test asserts, none outlives it.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (pid_t pid : pids_) {
-      kill(pid, SIGKILL);
-      int status = 0;
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-
-  // Runs body() in a child; its return value is the child's exit status (an exception: 99).
-  template <class F>
-  pid_t fork(F&& body) {
-    pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      int code = 98;
-      try {
-        code = body();
-      } catch (...) {
-        code = 99;
-      }
-      _exit(code);
-    }
-    pids_.push_back(pid);
-    return pid;
-  }
-
-  // Waits for a child: its exit status, or 128 + the signal that killed it.
-  int wait(pid_t pid) {
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    std::erase(pids_, pid);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return -1;
-  }
-
- private:
-  std::vector<pid_t> pids_;
-};
+using test_support::Children;
 
 // Polls `pred` until true (no timing asserted; the ctest timeout catches a hang).
 template <class Pred>

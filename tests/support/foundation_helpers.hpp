@@ -10,15 +10,20 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "concur/errors.hpp"
+#include "concur/future.hpp"
 
 namespace foundation_test {
 
@@ -226,5 +231,29 @@ struct CustomError : std::exception {
   const char* what() const noexcept override { return "CustomError"; }
   int code;
 };
+
+// Futures in each of the states of CPython's test_concurrent_futures/util.py, built
+// through the public interface.
+inline concur::Future<int> pending_future() { return concur::Future<int>(); }
+inline concur::Future<int> running_future() {
+  concur::Future<int> f;
+  if (!f.set_running_or_notify_cancel()) throw std::logic_error("a new future refused to run");
+  return f;
+}
+inline concur::Future<int> cancelled_future() {
+  concur::Future<int> f;
+  if (!f.cancel()) throw std::logic_error("a new future refused to be cancelled");
+  return f;
+}
+inline concur::Future<int> exception_future() {
+  concur::Future<int> f;
+  f.set_exception(std::make_exception_ptr(concur::OSError("disk on fire", EIO)));
+  return f;
+}
+inline concur::Future<int> successful_future() {
+  concur::Future<int> f;
+  f.set_result(42);
+  return f;
+}
 
 }  // namespace foundation_test
