@@ -255,6 +255,10 @@ int g_initialized = 0;
 void init_global(int v) { g_initialized = v; }
 int read_initialized() { return g_initialized; }
 void init_throws() { throw std::runtime_error("initializer says no"); }
+void init_crashes() {
+  std::signal(SIGSEGV, SIG_DFL);  // not a sanitizer's handler: the kernel's death
+  ::raise(SIGSEGV);
+}
 
 // ---- memory
 char* volatile g_leaked = nullptr;  // escapes, so the compiler keeps the allocation
@@ -909,6 +913,23 @@ TEST(ProcessPool, FailingInitializerBreaksThePoolWithoutARespawnLoop) {
     }
     EXPECT_THROW(ex.submit(add, 1, 1), concur::BrokenProcessPool);
     EXPECT_LE(ex.processes_started(), 2u);
+  }
+}
+
+TEST(ProcessPool, CrashingInitializerBreaksAReplaceWorkerPoolAfterAFewTries) {
+  // A worker that dies before it is ready without saying why is replaced (it may have been
+  // killed from outside), but not forever: kStartupDeathLimit deaths in a row break it.
+  for (StartMethod m : kMethods) {
+    SCOPED_TRACE(concur::to_string(m));
+    ProcessPoolExecutor ex({.max_workers = 1, .start_method = m, .initializer = init_crashes,
+                            .on_worker_death = OnWorkerDeath::replace_worker});
+    auto f = ex.submit(add, 1, 2);
+    std::string msg = error_of([&] { f.result(); });
+    EXPECT_THROW(f.result(), concur::BrokenProcessPool);
+    EXPECT_NE(msg.find("3 workers in a row died before they were ready"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("SIGSEGV"), std::string::npos) << msg;
+    EXPECT_THROW(ex.submit(add, 1, 1), concur::BrokenProcessPool);
+    EXPECT_EQ(ex.processes_started(), 3u);
   }
 }
 

@@ -735,11 +735,24 @@ class Engine final : public ProcessEngine {
 
       // The policy first: does this death break the pool?
       std::string why;
-      if (!w->hello_ok && !w->terminated && broken_.empty()) {
+      // A worker that dies before it is ready without saying why (killed from outside, an
+      // OOM kill) is only replaced under replace_worker - unless workers keep dying that
+      // way: then the program is the cause (an initializer that crashes) and replacing
+      // them would loop forever. A worker that said why (a failing initializer, a wrong
+      // binary, no answer to the hand-shake) breaks the pool at once.
+      bool starting = !w->hello_ok && !w->terminated && broken_.empty();
+      bool said_why = w->hello_status == HelloStatus::wrong_binary || !w->hello_message.empty();
+      bool replace_at_start = starting && !said_why &&
+                              opts_.on_worker_death == OnWorkerDeath::replace_worker &&
+                              ++startup_deaths_ < kStartupDeathLimit;
+      if (starting && !replace_at_start) {
         if (w->hello_status == HelloStatus::wrong_binary)
           why = "concur: " + worker_label(*w) + " refused to work: " + w->hello_message;
-        else if (!w->hello_message.empty())
+        else if (said_why)
           why = "concur: " + w->hello_message + " (" + worker_label(*w) + ", " + how + ")";
+        else if (opts_.on_worker_death == OnWorkerDeath::replace_worker)
+          why = "concur: " + std::to_string(startup_deaths_) + " workers in a row died before "
+                "they were ready, the last one " + worker_label(*w) + " (" + how + ")";
         else
           why = "concur: " + worker_label(*w) + " died (" + how + ") before it was ready";
         why += "; the " + opts_.kind + " is not usable anymore";
@@ -850,7 +863,10 @@ class Engine final : public ProcessEngine {
     w.hello_status = r.status;
     w.hello_message = r.message;
     w.hello_ok = r.status == HelloStatus::ok;
-    if (w.hello_ok) ready_workers_.fetch_add(1, std::memory_order_relaxed);
+    if (w.hello_ok) {
+      ready_workers_.fetch_add(1, std::memory_order_relaxed);
+      startup_deaths_ = 0;
+    }
   }
 
   // ------------------------------------------------------------ task_timeout
@@ -1098,6 +1114,10 @@ class Engine final : public ProcessEngine {
   std::atomic<std::size_t> deferred_count_{0};
   bool submitters_collect_ = true;
   std::atomic<int> ready_workers_{0};  // alive and past the hand-shake
+  // Workers that died before they were ready since one last became ready (guarded by mu_);
+  // at kStartupDeathLimit a replace_worker pool stops replacing them and breaks.
+  unsigned startup_deaths_ = 0;
+  static constexpr unsigned kStartupDeathLimit = 3;
   std::atomic<std::size_t> inflight_total_{0};
   std::atomic<std::size_t> started_count_{0};
   std::atomic<bool> collector_sleeping_{false};
