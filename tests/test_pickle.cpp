@@ -2,6 +2,7 @@
 // /usr/bin/python3 at protocols 0-5 and our JSON must equal json.dumps of the same value.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -205,4 +206,35 @@ TEST(Pickle, TrailingDataAfterStopIsIgnored) {
   std::string out;
   pk::pickle_to_json(std::string("K\x05.garbage", 10), out);
   EXPECT_EQ(out, "5");
+}
+
+// Found by fuzz/fuzz_pickle: a memo key near max_memo_key sized a dense vector of 2^24
+// entries (64 MiB, kept by the thread's decoder) from a 7-byte pickle. Such keys are
+// legal, just rare: they must still work, without that allocation.
+TEST(Pickle, SparseMemoKeysWork) {
+  EXPECT_TRUE(pk::loads(std::string("Nr\xff\xff\xff\x00.", 7)).is_none());
+  EXPECT_EQ(pk::to_json(pk::loads(std::string("K\x07r\xff\xff\xff\x00" "0j\xff\xff\xff\x00.", 14))), "7");
+  // MEMOIZE takes len(memo) as its key, as in Python: after one entry under key 5 it is 1.
+  // pickle.loads(b'\x80\x04Kar\x05\x00\x00\x00K\x07\x94\x86h\x01\x86.') == ((97, 7), 7)
+  const std::string p("\x80\x04Kar\x05\x00\x00\x00K\x07\x94\x86h\x01\x86.", 17);
+  EXPECT_EQ(pk::to_json(pk::loads(p)), "[[97, 7], 7]");
+}
+
+// Found by fuzz/fuzz_pickle: checking that a dict key is hashable walked every path
+// through shared tuples, 3^60 of them for this 188-byte pickle (t = (t, t, t), 60 times).
+TEST(Pickle, SharedTupleKeysAreCheckedInLinearTime) {
+  std::string p = B("\x80\x04}K\x01");
+  for (int i = 0; i < 60; ++i) p += B("22\x87");
+  p += "Ns.";
+  const auto start = std::chrono::steady_clock::now();
+  // Refused, and quickly: the key, written out, would expand too much.
+  EXPECT_THROW(pk::to_json(pk::loads(p)), pk::PickleError);
+  std::string out;
+  EXPECT_THROW(pk::pickle_to_json(p, out), pk::PickleError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // A list anywhere inside a tuple key is still refused, however deep.
+  std::string q = B("\x80\x04}]");
+  for (int i = 0; i < 150; ++i) q += B("\x85");
+  q += "Ns.";
+  expect_refused(q, "unhashable");
 }

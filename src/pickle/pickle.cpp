@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <unordered_map>
 
 namespace concur::pickle {
 namespace {
@@ -38,6 +39,9 @@ struct Node {
   std::string_view view;
   std::string own;
   bool owned = false;
+  // tuple: every item hashable, fixed when the tuple is made (tuples never change), so
+  // that checking a dict key costs O(1) however much its tuples share.
+  bool hashable = true;
   std::string_view text() const noexcept { return owned ? std::string_view(own) : view; }
   std::vector<std::uint32_t> kids;  // tuple/list items; dict: key, value, key, value...
 };
@@ -273,6 +277,7 @@ class Decoder {
     n.kind = kind;
     n.view = {};
     n.owned = false;
+    n.hashable = true;
     n.own.clear();
     n.kids.clear();
     return static_cast<std::uint32_t>(used_++);
@@ -324,15 +329,25 @@ class Decoder {
     return v;
   }
 
+  // Python's pickler numbers memo entries 0, 1, 2... (one opcode, so at least one byte
+  // of input, each): such keys index a vector. Larger keys, which only hand-made data has,
+  // go to a map, so that a few bytes cannot size the vector to max_memo_key entries.
   void memo_put(std::uint64_t key, std::uint32_t id) {
     if (key > max_memo_) fail("memo key too large");
-    if (memo_.size() <= key) memo_.resize(static_cast<std::size_t>(key) + 1, kNoNode);
-    memo_[static_cast<std::size_t>(key)] = id;
+    if (key < dense_limit_) {
+      if (memo_.size() <= key) memo_.resize(static_cast<std::size_t>(key) + 1, kNoNode);
+      std::uint32_t& slot = memo_[static_cast<std::size_t>(key)];
+      memo_count_ += slot == kNoNode;
+      slot = id;
+    } else {
+      memo_count_ += sparse_memo_.insert_or_assign(key, id).second;
+    }
   }
   std::uint32_t memo_get(std::uint64_t key) const {
-    if (key >= memo_.size() || memo_[static_cast<std::size_t>(key)] == kNoNode)
-      fail("memo key " + std::to_string(key) + " not found");
-    return memo_[static_cast<std::size_t>(key)];
+    if (key < memo_.size() && memo_[static_cast<std::size_t>(key)] != kNoNode)
+      return memo_[static_cast<std::size_t>(key)];
+    if (auto it = sparse_memo_.find(key); it != sparse_memo_.end()) return it->second;
+    fail("memo key " + std::to_string(key) + " not found");
   }
   static std::uint64_t text_key(std::string_view s) {
     std::uint64_t v = 0;
@@ -403,15 +418,9 @@ class Decoder {
     push(id);
   }
 
-  bool hashable(std::uint32_t id, int depth = 0) const {
+  bool hashable(std::uint32_t id) const {
     const Node& n = nodes_[id];
-    if (n.kind == K::list || n.kind == K::dict) return false;
-    if (n.kind == K::tuple) {
-      if (depth > 100) return true;  // deep tuples are checked again when printed
-      for (auto k : n.kids)
-        if (!hashable(k, depth + 1)) return false;
-    }
-    return true;
+    return n.kind != K::list && n.kind != K::dict && n.hashable;
   }
   void set_items(std::uint32_t dict, std::size_t from) {
     Node& d = nodes_[dict];
@@ -433,6 +442,9 @@ class Decoder {
     auto id = add(kind);
     nodes_[id].kids.assign(stack_.begin() + static_cast<std::ptrdiff_t>(from), stack_.end());
     stack_.resize(from);
+    if (kind == K::tuple)
+      nodes_[id].hashable = std::all_of(nodes_[id].kids.begin(), nodes_[id].kids.end(),
+                                        [&](std::uint32_t k) { return hashable(k); });
     if (kind == K::dict) {
       if (nodes_[id].kids.size() % 2) fail("odd number of items for DICT");
       for (std::size_t k = 0; k < nodes_[id].kids.size(); k += 2)
@@ -479,6 +491,9 @@ class Decoder {
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::vector<std::uint32_t> memo_;
+  std::unordered_map<std::uint64_t, std::uint32_t> sparse_memo_;
+  std::size_t memo_count_ = 0;  // distinct keys: MEMOIZE's key, as len(memo) in Python
+  std::uint64_t dense_limit_ = 0;
   const char* p_ = nullptr;
   const char* end_ = nullptr;
   std::uint64_t max_memo_ = 0;
@@ -489,6 +504,9 @@ std::uint32_t Decoder::decode(std::string_view data, const LoadOptions& opt) {
   stack_.clear();
   marks_.clear();
   memo_.clear();
+  sparse_memo_.clear();
+  memo_count_ = 0;
+  dense_limit_ = data.size();
   p_ = data.data();
   end_ = data.data() + data.size();
   max_memo_ = opt.max_memo_key;
@@ -648,7 +666,7 @@ std::uint32_t Decoder::decode(std::string_view data, const LoadOptions& opt) {
       case 'p': memo_put(text_key(line()), top()); break;
       case 'q': memo_put(byte(), top()); break;
       case 'r': memo_put(uint_le(4), top()); break;
-      case 0x94: memo_put(memo_.size(), top()); break;
+      case 0x94: memo_put(memo_count_, top()); break;
       case 'g': push(memo_get(text_key(line()))); break;
       case 'h': push(memo_get(byte())); break;
       case 'j': push(memo_get(uint_le(4))); break;
