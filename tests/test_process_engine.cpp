@@ -359,6 +359,49 @@ TEST(ProcessLauncher, AWorkerRunningAnotherBinaryRefusesTheHandshake) {
   }
 }
 
+// ================================================================ killing a running task
+// Writes `marker` (the task has started in the worker), then sleeps, then returns v.
+int mark_then_sleep(std::string marker, int ms, int v) {
+  if (!marker.empty()) ::close(::open(marker.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return v;
+}
+
+TEST(ProcessEngineKill, AKillThatLosesTheRaceWithTheNextTaskDoesNotHitIt) {
+  // cancel(kill_running) of A decides to kill A's worker, but (debug_kill_delay) A ends and
+  // the worker reaches B before the signal is sent. The kill fence makes the worker wait
+  // before starting B, so the kill finds B not run: B goes to a new worker and succeeds,
+  // instead of failing with WorkerDiedError as an innocent bystander.
+  std::string marker = ::testing::TempDir() + "concur-kill-race-" + std::to_string(::getpid());
+  ::unlink(marker.c_str());
+  EngineOptions o;
+  o.max_workers = 1;
+  o.on_worker_death = concur::OnWorkerDeath::break_pool;  // even so: B's worker is killed
+  o.debug_kill_delay = 400ms;                                // for A, not for B
+  auto engine = ProcessEngine::create(o);
+  auto a = make_remote_task<int>(&mark_then_sleep, marker, 100, 1);
+  auto b = make_remote_task<int>(&mark_then_sleep, std::string(), 600, 2);
+  engine->submit(TaskPtr(a));
+  engine->submit(TaskPtr(b));
+  concur::Future<int> fa(a), fb(b);
+  for (int i = 0; i < 30'000 && ::access(marker.c_str(), F_OK) != 0; ++i) ::usleep(1000);
+  ASSERT_EQ(::access(marker.c_str(), F_OK), 0) << "task A never started";
+  std::thread canceller([&] { EXPECT_TRUE(fa.cancel(concur::kill_running)); });
+  std::string b_failed;
+  try {
+    EXPECT_EQ(fb.result(), 2);
+  } catch (const std::exception& e) {
+    b_failed = e.what();
+  }
+  canceller.join();
+  EXPECT_EQ(b_failed, "") << "task B was hit by the kill meant for A";
+  EXPECT_TRUE(fa.cancelled());
+  EXPECT_EQ(engine->processes_started(), 2u);  // A's worker was killed, B ran on the next
+  EXPECT_FALSE(engine->broken());
+  engine->shutdown(true, false);
+  ::unlink(marker.c_str());
+}
+
 // ================================================================ descriptor hygiene
 // How many shared pool areas ("memfd:concur-pool") this process has open.
 int pool_areas_open() {

@@ -217,8 +217,20 @@ class Engine final : public ProcessEngine {
     }
     if (!state.cancel_running()) return false;  // finished meanwhile
     if (started) {
-      std::lock_guard lock(mu_);
-      if (!w->dead && w->link->started_seq() == seq) w->proc->send_signal(SIGKILL);
+      bool kill;
+      {
+        std::lock_guard lock(mu_);
+        kill = !w->dead && w->link->fence_kill(seq);
+        if (!kill && !w->dead) {
+          w->link->unfence_kill();  // it finished that call meanwhile: nothing to stop
+          w->killed_seq = 0;
+        }
+      }
+      if (opts_.debug_kill_delay.count() > 0) std::this_thread::sleep_for(opts_.debug_kill_delay);
+      if (kill) {
+        std::lock_guard lock(mu_);
+        if (!w->dead) w->proc->send_signal(SIGKILL);
+      }
     }
     return true;
   }
@@ -721,6 +733,9 @@ class Engine final : public ProcessEngine {
       if (w->hello_ok) ready_workers_.fetch_sub(1, std::memory_order_relaxed);
       ExitReason reason = w->link ? w->link->exit_reason() : ExitReason::none;
       std::uint64_t started = w->link ? w->link->started_seq() : 0;
+      // A call the worker was holding because of a kill fence did not run.
+      if (std::uint64_t held = w->link ? w->link->held_seq() : 0; held != 0 && held == started)
+        started = held - 1;
       // A worker that said why it leaves exited cleanly, unless its status says otherwise
       // (unknown when its fork server died meanwhile).
       bool clean = (!st.known || (st.signal == 0 && st.exit_code == 0)) &&
@@ -900,8 +915,12 @@ class Engine final : public ProcessEngine {
       if (s == front) {
         std::uint64_t at = w->link->started_ns() + timeout;
         if (now >= at) {
-          w->timed_out_seq = s;
-          w->proc->send_signal(SIGKILL);
+          if (w->link->fence_kill(s)) {
+            w->timed_out_seq = s;
+            w->proc->send_signal(SIGKILL);
+          } else {
+            w->link->unfence_kill();  // it just finished: its result is on the way
+          }
         } else {
           next = std::min(next, at);
         }

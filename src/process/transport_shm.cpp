@@ -139,6 +139,8 @@ struct ChannelHeader {
   std::atomic<std::uint64_t> started_ns;
   std::atomic<std::uint32_t> exit_reason;
   alignas(64) std::atomic<std::uint64_t> skip_seq;      // parent
+  std::atomic<std::uint64_t> kill_seq;                  // parent: the kill fence (0: none)
+  std::atomic<std::uint64_t> held_seq;                  // worker: a call held by the fence
 };
 static_assert(sizeof(ChannelHeader) <= kPage);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -452,6 +454,16 @@ class ShmLink final : public WorkerLink, private OobSource {
   void skip(std::uint64_t seq) noexcept override {
     hdr_->skip_seq.store(seq, std::memory_order_seq_cst);
   }
+  // Dekker-style with the worker's set_started(): each side stores its word, then loads
+  // the other's (all seq_cst), so at least one of them sees the other.
+  bool fence_kill(std::uint64_t seq) noexcept override {
+    hdr_->kill_seq.store(seq, std::memory_order_seq_cst);
+    return hdr_->started_seq.load(std::memory_order_seq_cst) == seq;
+  }
+  void unfence_kill() noexcept override { hdr_->kill_seq.store(0, std::memory_order_seq_cst); }
+  std::uint64_t held_seq() const noexcept override {
+    return hdr_->held_seq.load(std::memory_order_acquire);
+  }
   std::vector<int> worker_fds() const override { return {map_.fd()}; }
   void corrupt_next_request() noexcept override {
     corrupt_next_.store(true, std::memory_order_relaxed);
@@ -717,8 +729,13 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
   }
 
   bool set_started(std::uint64_t seq, std::uint64_t now_ns) noexcept override {
+    // Marked held before it is published as started: a kill landing before the mark is
+    // cleared finds the call not run, and the parent gives it to another worker.
+    hdr_->held_seq.store(seq, std::memory_order_relaxed);
     hdr_->started_ns.store(now_ns, std::memory_order_relaxed);
     hdr_->started_seq.store(seq, std::memory_order_seq_cst);
+    hold_while_fenced(seq);
+    hdr_->held_seq.store(0, std::memory_order_seq_cst);
     // Pairs with the parent's skip(): it writes skip_seq then reads started_seq.
     return hdr_->skip_seq.load(std::memory_order_seq_cst) != seq;
   }
@@ -750,6 +767,21 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
     while (!blocks_.empty() && blocks_.front().first <= acked) {
       alloc_->free(blocks_.front().second);
       blocks_.pop_front();
+    }
+  }
+
+  // The parent is killing this worker for an earlier call, or about to decide it did not
+  // need to (a few microseconds): wait for either, or for a parent that has gone.
+  void hold_while_fenced(std::uint64_t seq) noexcept {
+    for (unsigned round = 1;; ++round) {
+      std::uint64_t k = hdr_->kill_seq.load(std::memory_order_seq_cst);
+      if (k == 0 || k >= seq) return;
+      if (round < 64) {
+        sched_yield();
+      } else {
+        ::usleep(100);
+        if (round % 2048 == 0 && alive_ && !alive_(alive_ctx_)) return;
+      }
     }
   }
 

@@ -82,6 +82,10 @@ struct EngineOptions {
   std::int64_t worker_spin_ns = 50'000;     // a worker's bounded spin for the next request
   std::int64_t collector_spin_ns = 100'000; // the collector's spin after its last event
   std::string kind = "process pool";        // for messages ("process pool", "Pool")
+  // Testing: a pause between deciding to kill a running task's worker and the kill, which
+  // lets the worker finish that task and reach the next meanwhile (the race the kill
+  // fence closes; see WorkerLink::fence_kill).
+  std::chrono::nanoseconds debug_kill_delay{0};
   LaunchOptions launch{};
   TransportConfig transport{};
 };

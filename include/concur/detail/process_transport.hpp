@@ -99,6 +99,16 @@ class WorkerLink {
   // with an empty outcome). Whether it had started: compare started_seq() afterwards.
   virtual void skip(std::uint64_t seq) noexcept = 0;
 
+  // Killing the worker to stop the call `seq` races with the worker finishing it and
+  // starting the next one, which the kill would then hit instead. fence_kill(seq) makes the
+  // worker hold before it starts any later call, and returns whether `seq` is still the
+  // one running: then kill the worker (a later call it was about to start is reported by
+  // held_seq() and did not run); otherwise call unfence_kill(), which lets it go on.
+  virtual bool fence_kill(std::uint64_t seq) noexcept = 0;
+  virtual void unfence_kill() noexcept = 0;
+  // The call the worker holds before starting because of a kill fence (0: none).
+  virtual std::uint64_t held_seq() const noexcept = 0;
+
   // Descriptors the worker needs to attach (its channel).
   virtual std::vector<int> worker_fds() const = 0;
   // Debugging/testing: corrupt the payload check of the next request sent.
@@ -163,6 +173,8 @@ class WorkerEndpoint {
   virtual void discard_blocks(std::uint64_t seq) noexcept = 0;
 
   // Publishes that the call `seq` starts now; false when the parent asked to skip it.
+  // Waits first while the parent holds a kill fence on an earlier call (WorkerLink::
+  // fence_kill): the parent then either kills this worker or lets it go on at once.
   virtual bool set_started(std::uint64_t seq, std::uint64_t now_ns) noexcept = 0;
   virtual void set_exit_reason(ExitReason r) noexcept = 0;
 };
