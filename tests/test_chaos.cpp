@@ -47,6 +47,7 @@
 #include "concur/pool.hpp"
 #include "concur/process_pool.hpp"
 #include "support/census.hpp"
+#include "support/sanitizers.hpp"
 
 namespace {
 
@@ -58,17 +59,7 @@ using Clock = std::chrono::steady_clock;
 
 // Sanitized builds run everything several times slower and keep more memory (ASan's
 // quarantine, TSan's shadow): smaller workloads and wider memory margins there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using test_support::kSanitized;
 
 constexpr auto kBound = 60s;      // "this is a hang", never an expectation
 constexpr auto kWatchdog = 150s;  // under CTest's 180 s: our message, not a bare timeout

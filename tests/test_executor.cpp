@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "support/foundation_helpers.hpp"
+#include "support/sanitizers.hpp"
 
 namespace {
 
@@ -657,17 +658,7 @@ TEST_P(ExecutorTest, LazyMapOverAHundredMillionItemsStaysBounded) {
   EXPECT_LE(src.pulled.load(), kConsume + kWindow) << "input pulled after the range was dropped";
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using test_support::kSanitized;
 
 // The whole hundred million, to the end, in bounded memory (about 35 s on the 2-core
 // machines in a normal build). Sanitizers make each item ~20x dearer, so there the same

@@ -22,6 +22,7 @@
 #include "concur/detail/process_transport.hpp"
 #include "concur/process_pool.hpp"
 #include "concur/thread_pool.hpp"
+#include "support/sanitizers.hpp"
 
 namespace {
 
@@ -433,19 +434,13 @@ void throw_unregistered_type() { throw Unknown(); }
 // The zygote of the fork method is forked while other threads of the program may hold the
 // library's locks; its workers must not inherit them held (every call a worker decodes
 // reads the module table under its lock).
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONCUR_TEST_ASAN 1
-#endif
-#endif
-
 TEST(ProcessEngineHygiene, ForkWorkersDoNotInheritLocksHeldByOtherThreads) {
-#if defined(CONCUR_TEST_ASAN) || defined(__SANITIZE_ADDRESS__)
-  // clang 14's ASan does not lock its own allocator around fork(): a worker forked while
-  // the hammering thread allocates can hang inside ASan's malloc (seen in a debugger),
-  // which is not what this test is about. Plain builds and TSan run it.
-  GTEST_SKIP() << "ASan's allocator (LLVM 14) is not fork-safe under concurrent malloc";
-#endif
+  if (test_support::kAddressSanitizer) {
+    // clang 14's ASan does not lock its own allocator around fork(): a worker forked while
+    // the hammering thread allocates can hang inside ASan's malloc (seen in a debugger),
+    // which is not what this test is about. Plain builds and TSan run it.
+    GTEST_SKIP() << "ASan's allocator (LLVM 14) is not fork-safe under concurrent malloc";
+  }
   std::atomic<bool> stop{false};
   std::atomic<bool> warm{false};
   std::thread hammer([&] {

@@ -30,6 +30,7 @@
 #include <gtest/gtest.h>
 
 #include "concur/wait.hpp"
+#include "support/sanitizers.hpp"
 
 namespace {
 
@@ -1150,17 +1151,7 @@ TEST(ProcessPool, A64MiBPayloadRoundTripsIntact) {
 // parent and in the worker: with the other test running beside it, 1 GiB there can exhaust
 // the machine's memory. Under TSan the same path runs with 256 MiB (still far above the
 // out-of-band threshold, so the same code is exercised); every other build moves 1 GiB.
-#if defined(__SANITIZE_THREAD__)
-constexpr std::size_t kBigVector = std::size_t{1} << 28;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr std::size_t kBigVector = std::size_t{1} << 28;
-#else
-constexpr std::size_t kBigVector = std::size_t{1} << 30;
-#endif
-#else
-constexpr std::size_t kBigVector = std::size_t{1} << 30;
-#endif
+constexpr std::size_t kBigVector = std::size_t{1} << (test_support::kThreadSanitizer ? 28 : 30);
 
 TEST(ProcessPool, A1GiBVectorRoundTripsIntact) {
   ProcessPoolExecutor ex(1);
