@@ -221,10 +221,7 @@ class Engine final : public ProcessEngine {
       {
         std::lock_guard lock(mu_);
         kill = !w->dead && w->link->fence_kill(seq);
-        if (!kill && !w->dead) {
-          w->link->unfence_kill();  // it finished that call meanwhile: nothing to stop
-          w->killed_seq = 0;
-        }
+        if (!kill && !w->dead) w->killed_seq = 0;  // it finished that call: nothing to stop
       }
       if (opts_.debug_kill_delay.count() > 0) std::this_thread::sleep_for(opts_.debug_kill_delay);
       if (kill) {
@@ -915,11 +912,9 @@ class Engine final : public ProcessEngine {
       if (s == front) {
         std::uint64_t at = w->link->started_ns() + timeout;
         if (now >= at) {
-          if (w->link->fence_kill(s)) {
+          if (w->link->fence_kill(s)) {  // else it just finished: its result is on the way
             w->timed_out_seq = s;
             w->proc->send_signal(SIGKILL);
-          } else {
-            w->link->unfence_kill();  // it just finished: its result is on the way
           }
         } else {
           next = std::min(next, at);

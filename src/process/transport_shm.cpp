@@ -458,9 +458,10 @@ class ShmLink final : public WorkerLink, private OobSource {
   // the other's (all seq_cst), so at least one of them sees the other.
   bool fence_kill(std::uint64_t seq) noexcept override {
     hdr_->kill_seq.store(seq, std::memory_order_seq_cst);
-    return hdr_->started_seq.load(std::memory_order_seq_cst) == seq;
+    if (hdr_->started_seq.load(std::memory_order_seq_cst) == seq) return true;
+    hdr_->kill_seq.store(0, std::memory_order_seq_cst);  // it moved on: let it go
+    return false;
   }
-  void unfence_kill() noexcept override { hdr_->kill_seq.store(0, std::memory_order_seq_cst); }
   std::uint64_t held_seq() const noexcept override {
     return hdr_->held_seq.load(std::memory_order_acquire);
   }
@@ -735,7 +736,8 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
     hdr_->started_ns.store(now_ns, std::memory_order_relaxed);
     hdr_->started_seq.store(seq, std::memory_order_seq_cst);
     hold_while_fenced(seq);
-    hdr_->held_seq.store(0, std::memory_order_seq_cst);
+    // Only read after this process has died (its stores are then all visible): no fence.
+    hdr_->held_seq.store(0, std::memory_order_release);
     // Pairs with the parent's skip(): it writes skip_seq then reads started_seq.
     return hdr_->skip_seq.load(std::memory_order_seq_cst) != seq;
   }

@@ -103,9 +103,8 @@ class WorkerLink {
   // starting the next one, which the kill would then hit instead. fence_kill(seq) makes the
   // worker hold before it starts any later call, and returns whether `seq` is still the
   // one running: then kill the worker (a later call it was about to start is reported by
-  // held_seq() and did not run); otherwise call unfence_kill(), which lets it go on.
+  // held_seq() and did not run). When it returns false the fence is already lifted.
   virtual bool fence_kill(std::uint64_t seq) noexcept = 0;
-  virtual void unfence_kill() noexcept = 0;
   // The call the worker holds before starting because of a kill fence (0: none).
   virtual std::uint64_t held_seq() const noexcept = 0;
 
