@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -254,6 +256,71 @@ TEST(ProcessEngineHelp, WaitingThreadsCollectTheirOwnResults) {
   });
   EXPECT_FALSE(engine->help_wait(*slow.state(), std::chrono::steady_clock::now()));
   EXPECT_EQ(slow.result(), 1);
+}
+
+// A thread that wakes a sleeping worker stands in for the collector until its submit
+// returns. What it leaves (a result with a done-callback, which never runs inside
+// submit(); a result that came a moment too late) must still reach the collector thread,
+// with nobody waiting on the future.
+TEST(ProcessEngineHelp, ResultsNobodyWaitsForAreCollectedAfterASubmitWokeAWorker) {
+  concur::ProcessPoolExecutor ex(2);
+  auto engine = ex.engine();
+  ex.submit(twice, 1).result();
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(3ms);  // every spinner gives up: the next submit wakes one
+    std::mutex mu;
+    std::condition_variable cv;
+    int called = 0;
+    auto with_callback = ex.submit(twice, round);
+    with_callback.add_done_callback([&](auto&) {
+      std::lock_guard lock(mu);
+      ++called;
+      cv.notify_all();
+    });
+    auto without = ex.submit(twice, round + 100);
+    EXPECT_EQ(engine->helping_threads(), 0);
+    // Not waiting on the futures: only the collector thread can complete them. It sleeps
+    // up to a second at a time when nothing rings its doorbell: a lost ring shows as that.
+    const auto limit = std::chrono::steady_clock::now() + 900ms;
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_until(lock, limit, [&] { return called == 1; })) << "round " << round;
+    }
+    while (!without.done() && std::chrono::steady_clock::now() < limit)
+      std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(without.done()) << "round " << round;
+    EXPECT_EQ(with_callback.result(), 2 * round);
+    EXPECT_EQ(without.result(), 2 * (round + 100));
+  }
+}
+
+// Many threads submitting into an idle pool and waiting, then none: the count of helping
+// threads (while it is not 0, workers skip the doorbell) goes back to 0.
+TEST(ProcessEngineHelp, HelpingThreadsAreCountedBackToZero) {
+  concur::ProcessPoolExecutor ex(2);
+  auto engine = ex.engine();
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (long i = 0; i < 40; ++i) {
+        if (i % 8 == t) std::this_thread::sleep_for(2ms);
+        auto f = ex.submit(twice, i);
+        if (i % 3 == 0) std::this_thread::sleep_for(100us);
+        if (f.result() != 2 * i) ++wrong;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(engine->helping_threads(), 0);
+  std::this_thread::sleep_for(5ms);
+  auto f = ex.submit(twice, 21);
+  // The collector completes it, not us; it would sleep through a worker that skipped the
+  // doorbell because the count was left above 0.
+  const auto limit = std::chrono::steady_clock::now() + 900ms;
+  while (!f.done() && std::chrono::steady_clock::now() < limit) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), 42);
 }
 
 // ================================================================ launcher

@@ -77,6 +77,9 @@ struct Outcome {
   bool publish;  // claimed: end_complete() it
 };
 
+// Set when this thread woke a sleeping worker, cleared when it next waits for a result.
+thread_local bool t_woke_a_worker = false;
+
 class Engine final : public ProcessEngine {
  public:
   explicit Engine(EngineOptions o) : opts_(std::move(o)) {
@@ -120,7 +123,9 @@ class Engine final : public ProcessEngine {
       }
       // else: the task already failed with its encoding error
     }
+    StandIn stand_in(*this);
     std::vector<WorkerPtr> start;  // a batch may need several new workers (map on a new pool)
+    WakeList wakes;
     {
       std::unique_lock lock(mu_);
       if (!accepting_locked()) {
@@ -135,8 +140,13 @@ class Engine final : public ProcessEngine {
       }
       for (RemoteWork* rw : ready) pending_.push_back(rw);
       while (auto w = maybe_reserve_worker_locked()) start.push_back(std::move(w));
-      dispatch_locked();
+      dispatch_locked(wakes);
     }
+    // A worker woken here often answers on this CPU before this call returns (it takes the
+    // CPU at once): this thread then stands in for the collector until the end of the call,
+    // where it collects what is ready, so the worker need not wake the collector thread.
+    if (!wakes.empty() && collector_sleeping_.load(std::memory_order_seq_cst)) stand_in.begin();
+    wakes.wake_all();
     activity_.fetch_add(1, std::memory_order_relaxed);  // keeps the collector spinning
     ensure_collector();
     for (auto& w : start) launch(w);
@@ -239,8 +249,8 @@ class Engine final : public ProcessEngine {
   bool help_wait(const SharedState& state, const Deadline& deadline) noexcept override {
     if (state.done()) return true;
     if (!collector_running_.load(std::memory_order_acquire)) return state.done();
-    helpers_.fetch_add(1, std::memory_order_seq_cst);
-    transport_->set_parent_helping(true);
+    begin_helping();
+    const bool yield_first = std::exchange(t_woke_a_worker, false);
     std::vector<WorkerPtr> ws = snapshot();
     std::uint64_t version = workers_version_.load(std::memory_order_acquire);
     std::uint64_t until = monotonic_ns() + static_cast<std::uint64_t>(opts_.collector_spin_ns);
@@ -249,7 +259,9 @@ class Engine final : public ProcessEngine {
         if (w->link->has_response()) collect(*w, /*block=*/false, Publish::safe_only);
       if (state.done()) break;
       if (round % 16 == 0 && (expired(deadline) || monotonic_ns() >= until)) break;
-      if (round % 32 == 0) {
+      // Yield now and then, and at once after this thread woke a worker: that worker
+      // usually waits for this very CPU.
+      if (round % 32 == 0 || (round == 1 && yield_first)) {
         sched_yield();
         if (workers_version_.load(std::memory_order_acquire) != version) {
           ws = snapshot();
@@ -259,6 +271,41 @@ class Engine final : public ProcessEngine {
         cpu_relax();
       }
     }
+    end_helping(ws);
+    return state.done();
+  }
+
+  // A helper polls the response rings itself, so workers need not ring the doorbell.
+  void begin_helping() noexcept {
+    helpers_.fetch_add(1, std::memory_order_seq_cst);
+    transport_->set_parent_helping(true);
+  }
+  // The submitting thread helping for the length of a submit (see submit_bulk).
+  class StandIn {
+   public:
+    explicit StandIn(Engine& e) noexcept : e_(&e) {}
+    void begin() noexcept {
+      e_->begin_helping();
+      active_ = true;
+    }
+    StandIn(const StandIn&) = delete;
+    StandIn& operator=(const StandIn&) = delete;
+    ~StandIn() {
+      if (!active_) return;
+      std::vector<WorkerPtr> ws;
+      try {
+        ws = e_->snapshot();
+      } catch (...) {
+        e_->transport_->ring_doorbell();  // cannot look: let the collector do it
+      }
+      e_->end_helping(ws);
+    }
+
+   private:
+    Engine* e_;
+    bool active_ = false;
+  };
+  void end_helping(const std::vector<WorkerPtr>& ws) noexcept {
     transport_->set_parent_helping(false);
     helpers_.fetch_sub(1, std::memory_order_seq_cst);
     // A worker may have skipped the doorbell because we were helping: look once more.
@@ -270,7 +317,6 @@ class Engine final : public ProcessEngine {
           transport_->ring_doorbell();
           break;
         }
-    return state.done();
   }
 
   // ------------------------------------------------------------ queries
@@ -287,6 +333,7 @@ class Engine final : public ProcessEngine {
   }
   bool broken() const noexcept override { return broken_flag_.load(std::memory_order_acquire); }
   StartMethod start_method() const noexcept override { return opts_.start_method; }
+  int helping_threads() const noexcept override { return helpers_.load(std::memory_order_seq_cst); }
   void corrupt_next_request() noexcept override {
     std::lock_guard lock(mu_);
     corrupt_next_ = true;
@@ -384,6 +431,7 @@ class Engine final : public ProcessEngine {
 
   // Starts the process of a reserved worker (no lock held: this may take a while).
   void launch(const WorkerPtr& w) {
+    WakeList wakes;
     try {
       auto link = transport_->create_link();
       auto [mine, theirs] = make_socket_pair();
@@ -416,8 +464,9 @@ class Engine final : public ProcessEngine {
         add_epoll(w->proc->pidfd(), kEvPid, w->id);
         add_epoll(w->control.get(), kEvControl, w->id);
         by_id_[w->id] = w;
-        dispatch_locked();
+        dispatch_locked(wakes);
       }
+      wakes.wake_all();
       wake_collector_if_sleeping();
     } catch (const std::exception& e) {
       std::vector<Outcome> failed;
@@ -468,7 +517,36 @@ class Engine final : public ProcessEngine {
     return best;
   }
 
-  void dispatch_locked() {
+  // Workers that were sent requests while asleep, to wake once mu_ is released: a woken
+  // worker often takes the waker's CPU at once, and must not find the engine locked by a
+  // thread that cannot run.
+  // Declared before the lock, a list wakes what is left in it when the scope ends.
+  class WakeList {
+   public:
+    WakeList() = default;
+    WakeList(const WakeList&) = delete;
+    WakeList& operator=(const WakeList&) = delete;
+    ~WakeList() { wake_all(); }
+    void add(const WorkerPtr& w) noexcept {
+      try {
+        ws_.push_back(w);
+      } catch (...) {
+        w->link->wake();  // no memory to defer it: wake now
+      }
+    }
+    bool empty() const noexcept { return ws_.empty(); }
+    void wake_all() noexcept {
+      if (ws_.empty()) return;
+      for (auto& w : ws_) w->link->wake();
+      ws_.clear();
+      t_woke_a_worker = true;
+    }
+
+   private:
+    std::vector<WorkerPtr> ws_;
+  };
+
+  void dispatch_locked(WakeList& wakes) {
     while (!pending_.empty()) {
       Worker* w = pick_worker_locked();
       if (!w) break;
@@ -493,7 +571,9 @@ class Engine final : public ProcessEngine {
         w->link->corrupt_next_request();
         corrupt_next_ = false;
       }
-      if (!w->link->send(MsgKind::call, seq, t->payload, t->spill_id, t->spill_len)) break;
+      bool wake = false;
+      if (!w->link->send(MsgKind::call, seq, t->payload, t->spill_id, t->spill_len, &wake)) break;
+      if (wake) wakes.add(slots_[static_cast<std::size_t>(w->slot)]);
       pending_.pop_front();
       w->next_seq++;
       t->seq = seq;
@@ -585,6 +665,7 @@ class Engine final : public ProcessEngine {
       }
       w.proc->send_signal(SIGKILL);  // the stream cannot be resynchronised
     }
+    WakeList wakes;
     if (!done.empty()) {
       std::lock_guard lock(mu_);
       // Service time per task, for the pipeline depth: one clock read per batch.
@@ -595,9 +676,10 @@ class Engine final : public ProcessEngine {
         w.avg_task_ns = w.avg_task_ns ? (w.avg_task_ns * 3 + each) / 4 : each;
       }
       w.last_done_ns = now;
-      dispatch_locked();
+      dispatch_locked(wakes);
     }
     cl.unlock();
+    wakes.wake_all();
     bool any = !done.empty();
     if (who == Publish::safe_only) defer_unsafe(done);
     finish(done);
@@ -849,14 +931,16 @@ class Engine final : public ProcessEngine {
   void replenish() {
     for (;;) {
       WorkerPtr w;
+      WakeList wakes;
       {
         std::lock_guard lock(mu_);
         if (!broken_.empty() || terminating_) return;
         w = maybe_reserve_worker_locked();
-        if (!w) {
-          dispatch_locked();
-          return;
-        }
+        if (!w) dispatch_locked(wakes);
+      }
+      if (!w) {
+        wakes.wake_all();
+        return;
       }
       launch(w);
     }

@@ -415,7 +415,7 @@ class ShmLink final : public WorkerLink, private OobSource {
   ShmLink(ShmPool* pool, const TransportConfig& cfg);
 
   bool send(MsgKind kind, std::uint64_t seq, std::span<const std::byte> payload,
-            std::uint64_t spill_id, std::size_t spill_len) override {
+            std::uint64_t spill_id, std::size_t spill_len, bool* wake_later) override {
     bool spilled = spill_len != 0;
     bool corrupt = corrupt_next_.exchange(false, std::memory_order_relaxed);
     if (!writer_.write(kind, seq, spilled ? std::span<const std::byte>{} : payload, spill_id,
@@ -423,11 +423,15 @@ class ShmLink final : public WorkerLink, private OobSource {
       return false;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (hdr_->worker_sleeping.load(std::memory_order_relaxed)) {
+      // The new bell value alone stops a worker about to sleep; the system call wakes one
+      // that sleeps already.
       hdr_->req_bell.fetch_add(1, std::memory_order_seq_cst);
-      futex_wake(&hdr_->req_bell, 1, /*shared=*/true);
+      if (wake_later) *wake_later = true;
+      else wake();
     }
     return true;
   }
+  void wake() noexcept override { futex_wake(&hdr_->req_bell, 1, /*shared=*/true); }
 
   bool receive(InMessage& out) override {
     return reader_.peek(out, map_.base() + hdr_->area_off, hdr_->area_size);
@@ -645,9 +649,10 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
     std::size_t area_size = pool_->area_size;
     if (reader_.peek(out, area, area_size)) return true;
     // Spin (bounded, yielding) while few others do, then sleep on the bell. The budget
-    // adapts: requests that come back to back keep it full, but after a request had to
-    // wake us the next spin is short, because a woken worker usually runs on its waker's
-    // CPU and spinning there would only delay the waker picking up the result.
+    // adapts: requests that come back to back keep it full, but after a request woke us
+    // from a long sleep there is no spin at all: a woken worker usually runs on its
+    // waker's CPU, and spinning there (sched_yield does not hand the CPU back to a waker
+    // that has used more than its share) would only delay the waker picking up the result.
     std::int64_t budget = std::min(spin_ns, spin_budget_ < 0 ? spin_ns : spin_budget_);
     if (budget > 0 &&
         pool_->spinners.fetch_add(1, std::memory_order_relaxed) < pool_->max_spinners) {
@@ -673,7 +678,7 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
     } else if (budget > 0) {
       pool_->spinners.fetch_sub(1, std::memory_order_relaxed);
     }
-    spin_budget_ = std::min<std::int64_t>(spin_ns, kShortSpinNs);
+    const std::uint64_t slept_at = monotonic_ns();
     for (;;) {
       hdr_->worker_sleeping.store(1, std::memory_order_seq_cst);
       std::uint32_t bell = hdr_->req_bell.load(std::memory_order_seq_cst);
@@ -686,7 +691,12 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
                              deadline_after(std::chrono::milliseconds(liveness_ms)),
                              /*shared=*/true);
       hdr_->worker_sleeping.store(0, std::memory_order_relaxed);
-      if (reader_.peek(out, area, area_size)) return true;
+      if (reader_.peek(out, area, area_size)) {
+        // Woken soon after falling asleep: requests stream, and a spin would have caught
+        // this one.
+        spin_budget_ = monotonic_ns() - slept_at < static_cast<std::uint64_t>(spin_ns) ? spin_ns : 0;
+        return true;
+      }
       if (!woke && alive && !alive(ctx)) return false;
     }
   }
@@ -814,7 +824,6 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
   std::optional<AreaAllocator> alloc_;
   std::deque<std::pair<std::uint64_t, std::size_t>> blocks_;  // (response seq, offset)
   Sink sink_;
-  static constexpr std::int64_t kShortSpinNs = 5'000;
   bool (*alive_)(void*) = nullptr;  // the liveness check of the last receive()
   void* alive_ctx_ = nullptr;
   std::int64_t spin_budget_ = -1;  // -1: the caller's full budget

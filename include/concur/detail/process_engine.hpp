@@ -133,6 +133,9 @@ class ProcessEngine : public std::enable_shared_from_this<ProcessEngine> {
 
   // Testing: the next request sent fails its integrity check in the worker.
   virtual void corrupt_next_request() noexcept = 0;
+  // Testing: threads collecting for the collector right now (waiting in help_wait, or
+  // submitting right after waking a worker). Workers skip the doorbell while it is not 0.
+  virtual int helping_threads() const noexcept = 0;
 
  protected:
   ProcessEngine() = default;

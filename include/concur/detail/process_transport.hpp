@@ -76,9 +76,13 @@ class WorkerLink {
  public:
   virtual ~WorkerLink() = default;
   // Appends a request; false when the ring is full (the caller keeps the task).
-  // Wakes the worker if it sleeps.
+  // Wakes the worker if it sleeps; or, given `wake_later`, sets it and leaves the system
+  // call to wake(), so that a caller holding locks can make it after releasing them.
   virtual bool send(MsgKind kind, std::uint64_t seq, std::span<const std::byte> payload,
-                    std::uint64_t spill_id = 0, std::size_t spill_len = 0) = 0;
+                    std::uint64_t spill_id = 0, std::size_t spill_len = 0,
+                    bool* wake_later = nullptr) = 0;
+  // Wakes the worker for requests that send() left to the caller.
+  virtual void wake() noexcept = 0;
   // Next response if one is there (never blocks). Single consumer at a time.
   virtual bool receive(InMessage& out) = 0;
   // Done with the message returned by receive(); `seq` acknowledges its out-of-band blocks.
