@@ -211,6 +211,29 @@ TEST(Pickle, TrailingDataAfterStopIsIgnored) {
 // Found by fuzz/fuzz_pickle: a memo key near max_memo_key sized a dense vector of 2^24
 // entries (64 MiB, kept by the thread's decoder) from a 7-byte pickle. Such keys are
 // legal, just rare: they must still work, without that allocation.
+// Both readers bound how far shared references may expand, and count the same nodes:
+// pickle_to_json once skipped dict keys, so a shared dict of many keys expanded within
+// its budget but not within loads()'s (found by fuzz_pickle).
+TEST(Pickle, BothReadersRefuseTheSameExpansion) {
+  std::string p = B("\x80\x04}(");
+  for (int i = 0; i < 20; ++i) {
+    char key[4];
+    std::snprintf(key, sizeof key, "k%02d", i);
+    p += B("\x8c\x03") + key + B("K\x01");
+  }
+  p += "u";
+  for (int i = 0; i < 5; ++i) p += B("22\x87");  // 3^5 references to the dict
+  p += ".";
+  EXPECT_THROW(pk::loads(p), pk::PickleError);
+  std::string out;
+  EXPECT_THROW(pk::pickle_to_json(p, out), pk::PickleError);
+  // Three times fewer references: both accept, with the same text.
+  std::string q = p.substr(0, p.size() - 4) + ".";
+  std::string direct;
+  pk::pickle_to_json(q, direct);
+  EXPECT_EQ(direct, pk::to_json(pk::loads(q)));
+}
+
 TEST(Pickle, SparseMemoKeysWork) {
   EXPECT_TRUE(pk::loads(std::string("Nr\xff\xff\xff\x00.", 7)).is_none());
   EXPECT_EQ(pk::to_json(pk::loads(std::string("K\x07r\xff\xff\xff\x00" "0j\xff\xff\xff\x00.", 14))), "7");

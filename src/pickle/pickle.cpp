@@ -861,6 +861,9 @@ class ArenaJson {
 
   // json.dumps converts these key types; anything else is a TypeError there.
   void key(std::uint32_t id) {
+    // Keys count as loads() counts them, so that this walker never accepts what loads()
+    // refuses (its byte budget is the looser one already: JSON text is never shorter).
+    if (++visited_ > budget_nodes_) fail("shared references expand too much");
     const Node& n = dec_.node(id);
     switch (n.kind) {
       case K::str: append_json_str(out_, n.text()); break;
