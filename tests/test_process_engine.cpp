@@ -170,6 +170,29 @@ TEST(ProcessTransport, SkipAndStartedHandshake) {
   EXPECT_EQ(link->started_seq(), 6u);
 }
 
+// Two kills on one worker: a stale one (its call finished, the result not yet collected)
+// must not lift the fence of one that is about to land, or the call after it would run
+// and be killed in its place.
+TEST(ProcessTransport, AStaleKillDoesNotLiftAnotherKillsFence) {
+  auto pool = PoolTransport::create_shm(small_config());
+  auto link = pool->create_link();
+  auto ep = attach_here(*pool, *link);
+  ASSERT_TRUE(ep->set_started(1, 0));
+  ASSERT_TRUE(ep->set_started(2, 0));
+  EXPECT_TRUE(link->fence_kill(2));   // call 2 runs: its kill goes ahead
+  EXPECT_FALSE(link->fence_kill(1));  // call 1 is over: nothing to kill, and no change
+  std::atomic<bool> started{false};
+  std::thread worker([&] {
+    ep->set_started(3, 0);  // held until the fence on call 2 is gone
+    started = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(started.load()) << "call 3 started while the kill of call 2 was on its way";
+  EXPECT_TRUE(link->fence_kill(3));  // (in the engine the worker dies here; a later fence frees it)
+  worker.join();
+  EXPECT_TRUE(started.load());
+}
+
 TEST(ProcessTransport, ReceiveGivesUpWhenThePeerIsGone) {
   auto pool = PoolTransport::create_shm(small_config());
   auto link = pool->create_link();

@@ -212,7 +212,7 @@ class Engine final : public ProcessEngine {
     SharedState& state = work.shared_state();
     if (state.cancel()) return true;
     WorkerPtr w;
-    std::uint64_t seq;
+    std::uint64_t seq, prev_killed;
     bool started;
     {
       std::lock_guard lock(mu_);
@@ -223,7 +223,9 @@ class Engine final : public ProcessEngine {
       seq = work.seq;
       if (w->link->started_seq() < seq) w->link->skip(seq);  // not started: ask to skip it
       started = w->link->started_seq() >= seq;
-      if (started) w->killed_seq = seq;
+      // Another kill may be on its way to this worker: keep the later call's mark.
+      prev_killed = w->killed_seq;
+      if (started && seq > prev_killed) w->killed_seq = seq;
     }
     if (!state.cancel_running()) return false;  // finished meanwhile
     if (started) {
@@ -231,7 +233,8 @@ class Engine final : public ProcessEngine {
       {
         std::lock_guard lock(mu_);
         kill = !w->dead && w->link->fence_kill(seq);
-        if (!kill && !w->dead) w->killed_seq = 0;  // it finished that call: nothing to stop
+        // It finished that call: nothing to stop (and another kill's mark stays).
+        if (!kill && !w->dead && w->killed_seq == seq) w->killed_seq = prev_killed;
       }
       if (opts_.debug_kill_delay.count() > 0) std::this_thread::sleep_for(opts_.debug_kill_delay);
       if (kill) {
@@ -519,8 +522,8 @@ class Engine final : public ProcessEngine {
 
   // Workers that were sent requests while asleep, to wake once mu_ is released: a woken
   // worker often takes the waker's CPU at once, and must not find the engine locked by a
-  // thread that cannot run.
-  // Declared before the lock, a list wakes what is left in it when the scope ends.
+  // thread that cannot run. Declare the list before the lock: what is left in it is woken
+  // when the scope ends, after the lock is released.
   class WakeList {
    public:
     WakeList() = default;
@@ -936,11 +939,10 @@ class Engine final : public ProcessEngine {
         std::lock_guard lock(mu_);
         if (!broken_.empty() || terminating_) return;
         w = maybe_reserve_worker_locked();
-        if (!w) dispatch_locked(wakes);
-      }
-      if (!w) {
-        wakes.wake_all();
-        return;
+        if (!w) {
+          dispatch_locked(wakes);
+          return;  // the lock is released, then the workers are woken
+        }
       }
       launch(w);
     }

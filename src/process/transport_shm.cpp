@@ -461,9 +461,17 @@ class ShmLink final : public WorkerLink, private OobSource {
   // Dekker-style with the worker's set_started(): each side stores its word, then loads
   // the other's (all seq_cst), so at least one of them sees the other.
   bool fence_kill(std::uint64_t seq) noexcept override {
-    hdr_->kill_seq.store(seq, std::memory_order_seq_cst);
+    // Fences only rise: one on a later call holds everything after it already, and must
+    // not be lowered or lifted by a kill that has come too late.
+    std::uint64_t prev = hdr_->kill_seq.load(std::memory_order_seq_cst);
+    while (prev < seq &&
+           !hdr_->kill_seq.compare_exchange_weak(prev, seq, std::memory_order_seq_cst)) {
+    }
+    if (prev >= seq) return false;  // a later call is fenced: this one has moved on
     if (hdr_->started_seq.load(std::memory_order_seq_cst) == seq) return true;
-    hdr_->kill_seq.store(0, std::memory_order_seq_cst);  // it moved on: let it go
+    // It moved on: let it go, unless another fence has replaced ours meanwhile.
+    std::uint64_t mine = seq;
+    hdr_->kill_seq.compare_exchange_strong(mine, prev, std::memory_order_seq_cst);
     return false;
   }
   std::uint64_t held_seq() const noexcept override {

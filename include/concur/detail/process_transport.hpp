@@ -108,6 +108,8 @@ class WorkerLink {
   // worker hold before it starts any later call, and returns whether `seq` is still the
   // one running: then kill the worker (a later call it was about to start is reported by
   // held_seq() and did not run). When it returns false the fence is already lifted.
+  // Fences only rise: a kill that comes too late never lifts or lowers the fence of one
+  // still on its way.
   virtual bool fence_kill(std::uint64_t seq) noexcept = 0;
   // The call the worker holds before starting because of a kill fence (0: none).
   virtual std::uint64_t held_seq() const noexcept = 0;
