@@ -71,7 +71,8 @@ std::optional<std::string> key_identity(const pk::Value& k) {
     case pk::Value::Kind::integer: return int_key(k.as_int());
     case pk::Value::Kind::floating: {
       const double d = k.as_float();
-      if (d == std::trunc(d) && d >= -0x1p63 && d < 0x1p63) return int_key(static_cast<std::int64_t>(d));
+      if (d == std::trunc(d) && d >= -0x1p63 && d < 0x1p63)
+        return int_key(static_cast<std::int64_t>(d));
       return std::nullopt;
     }
     default: return std::nullopt;
@@ -141,7 +142,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (with_ok && value && value->is_dict()) {
     const pk::Value* found = value->find("created");
     const bool same = found && found->is_float()
-                          ? found->as_float() == timing || (std::isnan(found->as_float()) && std::isnan(timing))
+                          ? found->as_float() == timing ||
+                                (std::isnan(found->as_float()) && std::isnan(timing))
                           : std::isnan(timing);
     if (!same) concur_fuzz::broken("pickle_to_json_with returned the wrong float");
   }

@@ -146,7 +146,8 @@ std::string exact_integer_decimal(double d) {
   for (int bit = 0; bit < 53; ++bit)
     if ((mant >> bit) & 1) {
       const int at = bit + shift;
-      le[static_cast<std::size_t>(at / 8)] = static_cast<char>(le[static_cast<std::size_t>(at / 8)] | (1 << (at % 8)));
+      char& byte = le[static_cast<std::size_t>(at / 8)];
+      byte = static_cast<char>(byte | (1 << (at % 8)));
     }
   std::string digits = long_bytes_to_decimal(le);
   return d < 0 ? "-" + digits : digits;
@@ -566,7 +567,8 @@ class Decoder {
           }
         if (!ready) continue;
         canon_.push_back('t');
-        for (auto k : nodes_[id].kids) canon_.append(reinterpret_cast<const char*>(&nodes_[k].cls), sizeof(std::uint32_t));
+        for (auto k : nodes_[id].kids)
+          canon_.append(reinterpret_cast<const char*>(&nodes_[k].cls), sizeof(std::uint32_t));
       } else {
         canon(id, ck_);
         canon_.push_back(ck_.tag);
@@ -584,7 +586,9 @@ class Decoder {
   // and takes the new value. Small dicts are scanned; larger ones get a hash index.
   static constexpr std::size_t kScannedPairs = 32;
   // Its keys are in dict_keys_: it has grown past kScannedPairs (dicts never shrink).
-  bool indexed(std::uint32_t dict) const noexcept { return nodes_[dict].kids.size() > 2 * kScannedPairs; }
+  bool indexed(std::uint32_t dict) const noexcept {
+    return nodes_[dict].kids.size() > 2 * kScannedPairs;
+  }
   void dict_set(std::uint32_t dict, std::uint32_t key, std::uint32_t value) {
     if (!hashable(key)) fail("unhashable dict key");
     auto& kids = nodes_[dict].kids;
@@ -603,7 +607,8 @@ class Decoder {
       }
       return;
     }
-    auto [it, inserted] = dict_keys_.try_emplace(DictKey{dict, key}, static_cast<std::uint32_t>(kids.size()));
+    auto [it, inserted] =
+        dict_keys_.try_emplace(DictKey{dict, key}, static_cast<std::uint32_t>(kids.size()));
     if (inserted) {
       kids.push_back(key);
       kids.push_back(value);
@@ -619,12 +624,15 @@ class Decoder {
     const std::size_t pairs = (stack_.size() - from) / 2;
     kids.reserve(kids.size() + 2 * pairs);  // one allocation per batch
     if (indexed(dict) || kids.size() / 2 + pairs > kScannedPairs) {
-      for (std::size_t k = from; k < stack_.size(); k += 2) dict_set(dict, stack_[k], stack_[k + 1]);
+      for (std::size_t k = from; k < stack_.size(); k += 2)
+        dict_set(dict, stack_[k], stack_[k + 1]);
       return;
     }
     constexpr unsigned kSlots = 2 * kScannedPairs;  // at most half full
     std::uint8_t slot[kSlots] = {};                 // pair index + 1; 0: empty
-    auto home = [](std::uint64_t sig) { return static_cast<unsigned>((sig * 0x9E3779B97F4A7C15u) >> 58); };
+    auto home = [](std::uint64_t sig) {
+      return static_cast<unsigned>((sig * 0x9E3779B97F4A7C15u) >> 58);
+    };
     static_assert(kSlots == 64, "home() yields 6 bits");
     auto probe = [&](std::uint32_t key, std::uint64_t sig) {  // the key's slot, or a free one
       unsigned i = home(sig);
@@ -727,13 +735,18 @@ class Decoder {
   };
   struct DictKeyHash {
     Decoder* d;
-    std::size_t operator()(const DictKey& k) const { return d->key_hash(k.key) ^ (std::size_t{k.dict} * 0xC2B2AE3D27D4EB4Fu); }
+    std::size_t operator()(const DictKey& k) const {
+      return d->key_hash(k.key) ^ (std::size_t{k.dict} * 0xC2B2AE3D27D4EB4Fu);
+    }
   };
   struct DictKeyEq {
     Decoder* d;
-    bool operator()(const DictKey& a, const DictKey& b) const { return a.dict == b.dict && d->keys_equal(a.key, b.key); }
+    bool operator()(const DictKey& a, const DictKey& b) const {
+      return a.dict == b.dict && d->keys_equal(a.key, b.key);
+    }
   };
-  std::unordered_map<DictKey, std::uint32_t, DictKeyHash, DictKeyEq> dict_keys_{16, DictKeyHash{this}, DictKeyEq{this}};
+  std::unordered_map<DictKey, std::uint32_t, DictKeyHash, DictKeyEq> dict_keys_{
+      16, DictKeyHash{this}, DictKeyEq{this}};
   Canon ca_, cb_, ck_, ch_;
   std::vector<std::uint32_t> work_;
   std::string canon_;

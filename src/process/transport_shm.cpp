@@ -702,7 +702,8 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
       if (reader_.peek(out, area, area_size)) {
         // Woken soon after falling asleep: requests stream, and a spin would have caught
         // this one.
-        spin_budget_ = monotonic_ns() - slept_at < static_cast<std::uint64_t>(spin_ns) ? spin_ns : 0;
+        const bool soon = monotonic_ns() - slept_at < static_cast<std::uint64_t>(spin_ns);
+        spin_budget_ = soon ? spin_ns : 0;
         return true;
       }
       if (!woke && alive && !alive(ctx)) return false;
