@@ -8,6 +8,7 @@
 
 #include <map>
 #include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +197,80 @@ TEST(Connection, CorruptStreamIsReportedAndStaysReported) {
   EXPECT_THROW(r.recv<int>(), concur::SerializationError);
   EXPECT_THROW(r.recv<int>(), concur::SerializationError);
   EXPECT_TRUE(r.poll());
+}
+
+// Random streams of frames with one fault each (a flipped bit, a cut, junk inserted),
+// written raw into a pipe: whatever comes before the fault arrives intact, a fault in a
+// header is reported (and stays reported) instead of being read as a length, a fault in a
+// payload reaches only that message, messages over maxlength are refused without losing
+// the next, and nothing else can happen: no other exception, no crash, no hang.
+TEST(Connection, RandomFaultsInTheStreamLoseNothingBeforeThem) {
+  std::mt19937_64 rng(20261124);
+  for (int round = 0; round < 300; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    // The frames, as a real sender writes them, captured raw.
+    std::vector<std::vector<std::byte>> payloads;
+    std::vector<std::byte> stream;
+    std::vector<std::size_t> starts;  // offset of each frame in `stream`
+    {
+      auto [r, w] = Pipe(false);
+      const int frames = 1 + static_cast<int>(rng() % 12);
+      for (int i = 0; i < frames; ++i) {
+        std::vector<std::byte> p(rng() % 3000);
+        for (auto& b : p) b = static_cast<std::byte>(rng());
+        w.send_bytes(p);
+        std::vector<std::byte> raw(16 + p.size());
+        ASSERT_EQ(::read(r.fileno(), raw.data(), raw.size()), static_cast<ssize_t>(raw.size()));
+        starts.push_back(stream.size());
+        stream.insert(stream.end(), raw.begin(), raw.end());
+        payloads.push_back(std::move(p));
+      }
+    }
+    const std::size_t at = rng() % stream.size();
+    const int fault = static_cast<int>(rng() % 3);
+    if (fault == 0) stream[at] ^= static_cast<std::byte>(1u << (rng() % 8));
+    if (fault == 1) stream.resize(at);
+    if (fault == 2)
+      stream.insert(stream.begin() + static_cast<std::ptrdiff_t>(at), 5, std::byte{0x41});
+    const std::size_t maxlength = 1000 + rng() % 3000;
+
+    auto [r, w] = Pipe(false);
+    ASSERT_EQ(::write(w.fileno(), stream.data(), stream.size()),
+              static_cast<ssize_t>(stream.size()));
+    w.close();
+    for (std::size_t i = 0;; ++i) {
+      const bool before_fault = i < payloads.size() && starts[i] + 16 + payloads[i].size() <= at;
+      const bool header_hit = i < payloads.size() && at >= starts[i] && at < starts[i] + 16;
+      std::vector<std::byte> got;
+      try {
+        got = r.recv_bytes(maxlength);
+      } catch (const concur::EOFError&) {
+        EXPECT_FALSE(before_fault) << "frame " << i << " lost";
+        break;
+      } catch (const concur::SerializationError& e) {
+        const bool too_long = i < payloads.size() && payloads[i].size() > maxlength;
+        if (before_fault) {
+          EXPECT_TRUE(too_long) << "frame " << i << ": " << e.what();
+          continue;
+        }
+        if (too_long && !header_hit) continue;  // refused by its intact header
+        // A broken boundary: reported, and reported again.
+        EXPECT_THROW(r.recv_bytes(maxlength), concur::SerializationError);
+        break;
+      }
+      ASSERT_LT(i, payloads.size()) << "more messages than were sent";
+      ASSERT_FALSE(header_hit) << "frame " << i << ": a damaged header was read as a length";
+      if (before_fault) {
+        EXPECT_EQ(got, payloads[i]) << "frame " << i;
+      } else if (fault == 0 && i < payloads.size() && !header_hit) {
+        // A bit flipped in this payload: only this message differs, by that bit.
+        ASSERT_EQ(got.size(), payloads[i].size());
+        std::size_t diff = 0;
+        for (std::size_t k = 0; k < got.size(); ++k) diff += got[k] != payloads[i][k];
+        EXPECT_LE(diff, 1u);
+      }
+    }
+  }
 }
 
 TEST(Connection, OneWayPipe) {
