@@ -9,17 +9,6 @@
 // PickleError naming the opcode. Truncated input, oversized lengths, unhashable dict
 // keys, and structures nested or shared too much to print are refused the same way.
 //
-// Dicts follow Python's `d[k] = v` when a pickle (only a hand-made one) assigns a key
-// twice: a key equal to one already there keeps the first key object and its place and
-// takes the last value. Equality is Python's: 1 == True == 1.0, 0 == False == 0.0 ==
-// -0.0, an int equals a float only when exactly equal (at any size), str never equals
-// bytes, tuples compare item by item, None equals only None. A NaN equals only itself,
-// by identity as in Python: the same NaN object (a memo reference, also inside tuples)
-// is one key, separately decoded NaNs are distinct keys (so a dict of loads() may hold
-// several NaN keys, as Python's can). BYTEARRAY8 data, a bytearray in Python, is
-// unhashable as a key. Finding a repeated key costs O(1) (keys are hashed on a
-// canonical form, shared tuples once each). Value::dict() itself does not merge keys.
-//
 // JSON output matches Python's json.dumps(value) with default arguments (", " and ": "
 // separators, ensure_ascii escapes, NaN/Infinity, non-str keys converted as Python does),
 // with one extension: bytes, which json.dumps refuses, are written as a string of their
@@ -102,7 +91,7 @@ class Value {
   const std::string& as_string() const;
   // Elements of a tuple or list.
   const Items& items() const;
-  // Key/value pairs of a dict, in insertion order (from loads(): one per distinct key).
+  // Key/value pairs of a dict, in insertion order.
   const Pairs& pairs() const;
   // The dict entry whose key is the str `key`, or nullptr.
   const Value* find(std::string_view key) const;

@@ -31,14 +31,6 @@ enum class K : std::uint8_t {
 struct Node {
   K kind = K::none;
   bool b = false;
-  // str, bytes, big: `own` holds the text (else `view` does).
-  bool owned = false;
-  // tuple: every item hashable, fixed when the tuple is made (tuples never change), so
-  // that checking a dict key costs O(1) however much its tuples share.
-  bool hashable = true;
-  // Tuples used as dict keys, and their items: the class of Python-equal values this
-  // one belongs to, or kNoNode until needed (see Decoder::key_class).
-  std::uint32_t cls = std::numeric_limits<std::uint32_t>::max();
   std::int64_t i = 0;
   double d = 0;
   // str (UTF-8), bytes, big int digits: a view of the input, or `own` when decoded.
@@ -46,9 +38,11 @@ struct Node {
   // them.)
   std::string_view view;
   std::string own;
+  bool owned = false;
+  // tuple: every item hashable, fixed when the tuple is made (tuples never change), so
+  // that checking a dict key costs O(1) however much its tuples share.
+  bool hashable = true;
   std::string_view text() const noexcept { return owned ? std::string_view(own) : view; }
-  // Dict keys: key_sig(), never 0 once computed.
-  std::uint64_t hash = 0;
   std::vector<std::uint32_t> kids;  // tuple/list items; dict: key, value, key, value...
 };
 
@@ -133,24 +127,6 @@ std::string long_bytes_to_decimal(std::string_view le) {
   if (rev.empty()) rev = "0";
   if (neg) rev.push_back('-');
   return std::string(rev.rbegin(), rev.rend());
-}
-
-// The exact decimal value of a finite, integral double (any magnitude).
-std::string exact_integer_decimal(double d) {
-  int exp = 0;
-  const double m = std::frexp(std::fabs(d), &exp);  // |d| = m * 2^exp, 0.5 <= m < 1
-  if (exp <= 53) return std::to_string(static_cast<std::int64_t>(d));
-  const auto mant = static_cast<std::uint64_t>(std::ldexp(m, 53));  // |d| = mant * 2^(exp-53)
-  const int shift = exp - 53;
-  std::string le(static_cast<std::size_t>(exp / 8 + 2), '\0');  // little-endian, top byte 0
-  for (int bit = 0; bit < 53; ++bit)
-    if ((mant >> bit) & 1) {
-      const int at = bit + shift;
-      char& byte = le[static_cast<std::size_t>(at / 8)];
-      byte = static_cast<char>(byte | (1 << (at % 8)));
-    }
-  std::string digits = long_bytes_to_decimal(le);
-  return d < 0 ? "-" + digits : digits;
 }
 
 // ---------------------------------------------------------------- UTF-8 helpers
@@ -285,9 +261,6 @@ std::string decode_escaped_ascii(std::string_view s) {
 // ---------------------------------------------------------------- decoder
 class Decoder {
  public:
-  Decoder() = default;
-  Decoder(const Decoder&) = delete;  // dict_keys_ holds `this`
-  Decoder& operator=(const Decoder&) = delete;
   std::uint32_t decode(std::string_view data, const LoadOptions& opt);
   const Node& node(std::uint32_t id) const { return nodes_[id]; }
   std::size_t node_count() const noexcept { return used_; }
@@ -305,8 +278,6 @@ class Decoder {
     n.view = {};
     n.owned = false;
     n.hashable = true;
-    n.cls = kNoNode;
-    n.hash = 0;
     n.own.clear();
     n.kids.clear();
     return static_cast<std::uint32_t>(used_++);
@@ -451,218 +422,14 @@ class Decoder {
     const Node& n = nodes_[id];
     return n.kind != K::list && n.kind != K::dict && n.hashable;
   }
-  // Python's equality of hashable values, as a canonical form: two keys are equal when
-  // their forms are (1 == True == 1.0, 0 == False == 0.0 == -0.0, an int and the float
-  // exactly equal to it at any size, equal str, equal bytes, tuples of equal items). A
-  // NaN's form is its node: Python finds a key by identity before equality, so the same
-  // NaN object (a memo reference, also inside tuples) is one key, while separately
-  // decoded NaNs are distinct keys. A tuple's form is its class (see key_class).
-  struct Canon {
-    char tag = 0;
-    std::uint64_t bits = 0;
-    std::string_view text;
-    std::string big;  // an integral float beyond int64, in decimal
-  };
-  void canon(std::uint32_t id, Canon& c) {
-    const Node& n = nodes_[id];
-    c.bits = 0;
-    c.text = {};
-    auto as_int = [&](std::int64_t v) {
-      c.tag = 'i';
-      c.bits = static_cast<std::uint64_t>(v);
-    };
-    switch (n.kind) {
-      case K::none: c.tag = 'n'; break;
-      case K::boolean: as_int(n.b ? 1 : 0); break;
-      case K::integer: as_int(n.i); break;
-      case K::big: c.tag = 'I'; c.text = n.text(); break;  // normalised decimal
-      case K::floating: {
-        const double d = n.d;
-        if (std::isnan(d)) {
-          c.tag = 'N';
-          c.bits = id;
-        } else if (std::isfinite(d) && d == std::trunc(d)) {
-          if (d >= -0x1p63 && d < 0x1p63) {
-            as_int(static_cast<std::int64_t>(d));
-          } else {
-            c.tag = 'I';
-            c.big = exact_integer_decimal(d);
-            c.text = c.big;
-          }
-        } else {
-          c.tag = 'f';
-          std::memcpy(&c.bits, &d, sizeof d);
-        }
-        break;
-      }
-      case K::str: c.tag = 's'; c.text = n.text(); break;
-      case K::bytes: c.tag = 'b'; c.text = n.text(); break;
-      case K::tuple: c.tag = 't'; c.bits = key_class(id); break;
-      // The two functions bytes are rebuilt with: hashable, equal only to themselves
-      // (refused later, when written out).
-      case K::codecs_encode: c.tag = 'e'; break;
-      case K::builtin_bytes: c.tag = 'y'; break;
-      default: fail("unhashable dict key");
-    }
-  }
-  bool keys_equal(std::uint32_t a, std::uint32_t b) {
-    if (a == b) return true;
-    const Node& x = nodes_[a];
-    const Node& y = nodes_[b];
-    if (x.kind == K::str || x.kind == K::bytes || y.kind == K::str || y.kind == K::bytes)
-      return x.kind == y.kind && x.text() == y.text();  // the common case, quickly
-    canon(a, ca_);
-    canon(b, cb_);
-    return ca_.tag == cb_.tag && ca_.bits == cb_.bits && ca_.text == cb_.text;
-  }
-  // A cheap filter for scanning small dicts: equal keys have equal signatures. Strings
-  // and bytes (nearly every key) are signed by length and their first and last 8 bytes,
-  // with no pass over the text; a match is then confirmed by keys_equal().
-  std::uint64_t key_sig(std::uint32_t id) {
-    Node& n = nodes_[id];
-    if (!n.hash) {
-      if (n.kind == K::str || n.kind == K::bytes) {
-        const std::string_view t = n.text();
-        std::uint64_t head = 0, tail = 0;
-        if (t.size() >= 8) {  // fixed-size copies: two plain loads
-          std::memcpy(&head, t.data(), 8);
-          std::memcpy(&tail, t.data() + t.size() - 8, 8);
-        } else {
-          for (char c : t) head = (head << 8) | static_cast<unsigned char>(c);
-        }
-        n.hash = (t.size() * 0x9E3779B97F4A7C15u) ^ head ^ (tail * 0xC2B2AE3D27D4EB4Fu) ^
-                 (n.kind == K::str ? 0 : 0xD6E8FEB86659FD93u);
-      } else {
-        n.hash = key_hash(id);
-      }
-      n.hash |= 1;  // computed
-    }
-    return n.hash;
-  }
-  // A full hash of the canonical form, for the index of large dicts.
-  std::size_t key_hash(std::uint32_t id) {
-    canon(id, ch_);  // not ck_: a tuple's canon() uses that one (key_class)
-    return std::hash<std::string_view>{}(ch_.text) ^
-           ((ch_.bits + static_cast<unsigned char>(ch_.tag)) * 0x9E3779B97F4A7C15u);
-  }
-  // The class of a hashable tuple: tuples are hash-consed on their items' classes, so
-  // equal tuples get the same class and shared tuples cost O(1) each. Items are given a
-  // class too, from their canonical form (a NaN's, its node, stays its own).
-  std::uint32_t key_class(std::uint32_t root) {
-    if (nodes_[root].cls != kNoNode) return nodes_[root].cls;
-    work_.assign(1, root);
-    while (!work_.empty()) {
-      const std::uint32_t id = work_.back();
-      if (nodes_[id].cls != kNoNode) {
-        work_.pop_back();
-        continue;
-      }
-      canon_.clear();
-      if (nodes_[id].kind == K::tuple) {  // items first (their ids are smaller: no cycles)
-        bool ready = true;
-        for (auto k : nodes_[id].kids)
-          if (nodes_[k].cls == kNoNode) {
-            work_.push_back(k);
-            ready = false;
-          }
-        if (!ready) continue;
-        canon_.push_back('t');
-        for (auto k : nodes_[id].kids)
-          canon_.append(reinterpret_cast<const char*>(&nodes_[k].cls), sizeof(std::uint32_t));
-      } else {
-        canon(id, ck_);
-        canon_.push_back(ck_.tag);
-        canon_.append(reinterpret_cast<const char*>(&ck_.bits), sizeof ck_.bits);
-        canon_ += ck_.text;
-      }
-      work_.pop_back();
-      auto [it, inserted] = classes_.try_emplace(canon_, next_class_);
-      if (inserted) ++next_class_;
-      nodes_[id].cls = it->second;
-    }
-    return nodes_[root].cls;
-  }
-  // d[key] = value, as Python does it: an equal key keeps its first object and place,
-  // and takes the new value. Small dicts are scanned; larger ones get a hash index.
-  static constexpr std::size_t kScannedPairs = 32;
-  // Its keys are in dict_keys_: it has grown past kScannedPairs (dicts never shrink).
-  bool indexed(std::uint32_t dict) const noexcept {
-    return nodes_[dict].kids.size() > 2 * kScannedPairs;
-  }
-  void dict_set(std::uint32_t dict, std::uint32_t key, std::uint32_t value) {
-    if (!hashable(key)) fail("unhashable dict key");
-    auto& kids = nodes_[dict].kids;
-    if (!indexed(dict)) {
-      const std::uint64_t sig = key_sig(key);
-      for (std::size_t k = 0; k < kids.size(); k += 2)
-        if (nodes_[kids[k]].hash == sig && keys_equal(kids[k], key)) {
-          kids[k + 1] = value;
-          return;
-        }
-      kids.push_back(key);
-      kids.push_back(value);
-      if (kids.size() > 2 * kScannedPairs) {
-        for (std::size_t k = 0; k < kids.size(); k += 2)
-          dict_keys_.try_emplace(DictKey{dict, kids[k]}, static_cast<std::uint32_t>(k));
-      }
-      return;
-    }
-    auto [it, inserted] =
-        dict_keys_.try_emplace(DictKey{dict, key}, static_cast<std::uint32_t>(kids.size()));
-    if (inserted) {
-      kids.push_back(key);
-      kids.push_back(value);
-    } else {
-      kids[it->second + 1] = value;
-    }
-  }
-  // The pairs on the stack from `from` on, set one by one as dict_set() does. A batch
-  // that leaves the dict small (the common case: one batch makes a LogRecord's dict) finds
-  // repeats through a table of key signatures on the stack instead of a scan per key.
-  void dict_set_items(std::uint32_t dict, std::size_t from) {
-    auto& kids = nodes_[dict].kids;  // stays put: no node is added below
-    const std::size_t pairs = (stack_.size() - from) / 2;
-    kids.reserve(kids.size() + 2 * pairs);  // one allocation per batch
-    if (indexed(dict) || kids.size() / 2 + pairs > kScannedPairs) {
-      for (std::size_t k = from; k < stack_.size(); k += 2)
-        dict_set(dict, stack_[k], stack_[k + 1]);
-      return;
-    }
-    constexpr unsigned kSlots = 2 * kScannedPairs;  // at most half full
-    std::uint8_t slot[kSlots] = {};                 // pair index + 1; 0: empty
-    auto home = [](std::uint64_t sig) {
-      return static_cast<unsigned>((sig * 0x9E3779B97F4A7C15u) >> 58);
-    };
-    static_assert(kSlots == 64, "home() yields 6 bits");
-    auto probe = [&](std::uint32_t key, std::uint64_t sig) {  // the key's slot, or a free one
-      unsigned i = home(sig);
-      while (slot[i]) {
-        const std::uint32_t other = kids[2 * (slot[i] - 1u)];
-        if (nodes_[other].hash == sig && keys_equal(other, key)) break;
-        i = (i + 1) % kSlots;
-      }
-      return i;
-    };
-    for (std::size_t p = 0; p < kids.size() / 2; ++p)  // keys already there (all distinct)
-      slot[probe(kids[2 * p], key_sig(kids[2 * p]))] = static_cast<std::uint8_t>(p + 1);
-    for (std::size_t k = from; k < stack_.size(); k += 2) {
-      const std::uint32_t key = stack_[k];
-      if (!hashable(key)) fail("unhashable dict key");
-      const unsigned i = probe(key, key_sig(key));
-      if (slot[i]) {
-        kids[2 * (slot[i] - 1u) + 1] = stack_[k + 1];
-      } else {
-        kids.push_back(key);
-        kids.push_back(stack_[k + 1]);
-        slot[i] = static_cast<std::uint8_t>(kids.size() / 2);
-      }
-    }
-  }
   void set_items(std::uint32_t dict, std::size_t from) {
     Node& d = nodes_[dict];
     if (d.kind != K::dict) fail("SETITEM(S) on a non-dict");
     if ((stack_.size() - from) % 2) fail("odd number of items for SETITEMS");
-    dict_set_items(dict, from);
+    for (std::size_t k = from; k < stack_.size(); k += 2)
+      if (!hashable(stack_[k])) fail("unhashable dict key");
+    nodes_[dict].kids.insert(nodes_[dict].kids.end(), stack_.begin() + static_cast<std::ptrdiff_t>(from),
+                             stack_.end());
     stack_.resize(from);
   }
   void append_items(std::uint32_t list, std::size_t from) {
@@ -673,18 +440,16 @@ class Decoder {
   }
   void make_container(K kind, std::size_t from) {
     auto id = add(kind);
-    if (kind == K::dict) {
-      if ((stack_.size() - from) % 2) fail("odd number of items for DICT");
-      dict_set_items(id, from);
-      stack_.resize(from);
-      push(id);
-      return;
-    }
     nodes_[id].kids.assign(stack_.begin() + static_cast<std::ptrdiff_t>(from), stack_.end());
     stack_.resize(from);
     if (kind == K::tuple)
       nodes_[id].hashable = std::all_of(nodes_[id].kids.begin(), nodes_[id].kids.end(),
                                         [&](std::uint32_t k) { return hashable(k); });
+    if (kind == K::dict) {
+      if (nodes_[id].kids.size() % 2) fail("odd number of items for DICT");
+      for (std::size_t k = 0; k < nodes_[id].kids.size(); k += 2)
+        if (!hashable(nodes_[id].kids[k])) fail("unhashable dict key");
+    }
     push(id);
   }
   void global(std::string_view module, std::string_view name) {
@@ -726,30 +491,6 @@ class Decoder {
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::vector<std::uint32_t> memo_;
-  // Key classes (see key_class), and each dict's keys: (dict id << 32 | class) -> index of
-  // the key in the dict's kids.
-  std::unordered_map<std::string, std::uint32_t> classes_;
-  std::uint32_t next_class_ = 0;
-  struct DictKey {
-    std::uint32_t dict, key;
-  };
-  struct DictKeyHash {
-    Decoder* d;
-    std::size_t operator()(const DictKey& k) const {
-      return d->key_hash(k.key) ^ (std::size_t{k.dict} * 0xC2B2AE3D27D4EB4Fu);
-    }
-  };
-  struct DictKeyEq {
-    Decoder* d;
-    bool operator()(const DictKey& a, const DictKey& b) const {
-      return a.dict == b.dict && d->keys_equal(a.key, b.key);
-    }
-  };
-  std::unordered_map<DictKey, std::uint32_t, DictKeyHash, DictKeyEq> dict_keys_{
-      16, DictKeyHash{this}, DictKeyEq{this}};
-  Canon ca_, cb_, ck_, ch_;
-  std::vector<std::uint32_t> work_;
-  std::string canon_;
   std::unordered_map<std::uint64_t, std::uint32_t> sparse_memo_;
   std::size_t memo_count_ = 0;  // distinct keys: MEMOIZE's key, as len(memo) in Python
   std::uint64_t dense_limit_ = 0;
@@ -764,9 +505,6 @@ std::uint32_t Decoder::decode(std::string_view data, const LoadOptions& opt) {
   marks_.clear();
   memo_.clear();
   sparse_memo_.clear();
-  classes_.clear();
-  next_class_ = 0;
-  dict_keys_.clear();
   memo_count_ = 0;
   dense_limit_ = data.size();
   p_ = data.data();
@@ -878,10 +616,7 @@ std::uint32_t Decoder::decode(std::string_view data, const LoadOptions& opt) {
       case 'B': push_bytes(take(uint_le(4))); break;
       case 'C': push_bytes(take(byte())); break;
       case 0x8e: push_bytes(take(uint_le(8))); break;
-      case 0x96:  // BYTEARRAY8: read as bytes, but unhashable like a bytearray
-        push_bytes(take(uint_le(8)));
-        nodes_[stack_.back()].hashable = false;
-        break;
+      case 0x96: push_bytes(take(uint_le(8))); break;  // BYTEARRAY8: read as bytes
       // ---- tuples
       case ')': push(add(K::tuple)); break;
       case 't': make_container(K::tuple, pop_mark()); break;
