@@ -91,8 +91,9 @@ bool parse_decimal(std::string_view s, std::string& digits_out, std::int64_t& sm
   while (s.size() > 1 && s[0] == '0') s.remove_prefix(1);
   if (s.size() > kMaxIntDigits) fail("integer has more than 4300 digits");
   if (s == "0") neg = false;
-  digits_out.assign(neg ? "-" : "");
-  digits_out.append(s);
+  digits_out.clear();  // (not assign("-" or ""): g++ 12 -O3 then warns -Wrestrict wrongly)
+  if (neg) digits_out.push_back('-');
+  digits_out.append(s.data(), s.size());
   auto r = std::from_chars(digits_out.data(), digits_out.data() + digits_out.size(), small);
   return r.ec == std::errc() && r.ptr == digits_out.data() + digits_out.size();
 }
