@@ -153,8 +153,9 @@ class Engine final : public ProcessEngine {
     wake_collector_if_sleeping();
     // A thread submitting a stream of tasks also collects what is ready (never waiting
     // for it): each result it takes frees room that it refills at once, so the workers'
-    // pipelines stay fed without a hop through the collector thread.
-    if (submitters_collect_) collect_ready();
+    // pipelines stay fed without a hop through the collector thread. (Standing in, the
+    // stand-in's end looks at every worker anyway, after the workers can see it has ended.)
+    if (submitters_collect_ && !stand_in.active()) collect_ready();
   }
 
   // ------------------------------------------------------------ shutdown
@@ -291,6 +292,7 @@ class Engine final : public ProcessEngine {
       e_->begin_helping();
       active_ = true;
     }
+    bool active() const noexcept { return active_; }
     StandIn(const StandIn&) = delete;
     StandIn& operator=(const StandIn&) = delete;
     ~StandIn() {
