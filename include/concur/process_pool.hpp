@@ -51,6 +51,7 @@
 
 #include "concur/detail/process_engine.hpp"
 #include "concur/detail/remote_call.hpp"
+#include "concur/detail/remote_map.hpp"
 #include "concur/executor.hpp"
 
 namespace concur {
@@ -141,8 +142,11 @@ class ProcessPoolExecutor final : public Executor {
   auto map(F&& fn, Xs&&... ranges_then_options) {
     return detail::split_map_args(
         [&](const MapOptions& opts, auto&&... ranges) {
-          return map_impl<std::decay_t<F>>(std::forward<F>(fn), opts,
-                                           std::forward<decltype(ranges)>(ranges)...);
+          return detail::remote_map<std::decay_t<F>>(
+              std::forward<F>(fn), opts,
+              [this](std::span<detail::TaskPtr> tasks) { engine_->submit_bulk(tasks); },
+              [this](std::size_t chunk) { return map_window(chunk); },
+              std::forward<decltype(ranges)>(ranges)...);
         },
         std::forward<Xs>(ranges_then_options)...);
   }
@@ -172,66 +176,6 @@ class ProcessPoolExecutor final : public Executor {
   std::size_t default_map_window() const override;
 
  private:
-  // One chunk of map(): fn over the items, in the worker.
-  template <class Fn, class V, class... Args>
-  struct ChunkCall {
-    std::vector<V> operator()(Fn fn, std::vector<std::tuple<Args...>> items) const {
-      std::vector<V> out;
-      out.reserve(items.size());
-      for (auto& t : items) {
-        if constexpr (std::is_same_v<V, std::monostate>) {
-          std::apply(fn, std::move(t));
-          out.emplace_back();
-        } else {
-          out.push_back(std::apply(fn, std::move(t)));
-        }
-      }
-      return out;
-    }
-  };
-
-  template <class Fn, class F, class... Rs>
-  auto map_impl(F&& f, const MapOptions& opts, Rs&&... ranges) {
-    using R = std::invoke_result_t<const Fn&, std::ranges::range_value_t<Rs>...>;
-    using V = detail::map_value_t<R>;
-    static_assert(detail::check_remote_call<R, Fn, std::ranges::range_value_t<Rs>...>());
-    Fn fn(std::forward<F>(f));
-    auto submit_items = [this, fn](auto&& tuples) {
-      std::vector<detail::TaskPtr> tasks;
-      std::vector<Future<R>> futures;
-      tasks.reserve(tuples.size());
-      futures.reserve(tuples.size());
-      for (auto& t : tuples) {
-        auto task = std::apply(
-            [&](auto&... args) { return detail::make_remote_task<R>(fn, std::move(args)...); }, t);
-        tasks.emplace_back(task);
-        futures.emplace_back(std::move(task));
-      }
-      engine_->submit_bulk(tasks);
-      return futures;
-    };
-    auto submit_chunks = [this, fn](auto&& chunks) {
-      using Chunk = ChunkCall<Fn, V, std::ranges::range_value_t<Rs>...>;
-      std::vector<detail::TaskPtr> tasks;
-      std::vector<Future<std::vector<V>>> futures;
-      tasks.reserve(chunks.size());
-      futures.reserve(chunks.size());
-      for (auto& chunk : chunks) {
-        auto task = detail::make_remote_task<std::vector<V>>(Chunk{}, fn, std::move(chunk));
-        tasks.emplace_back(task);
-        futures.emplace_back(std::move(task));
-      }
-      engine_->submit_bulk(tasks);
-      return futures;
-    };
-    std::size_t chunk = opts.chunksize ? opts.chunksize : 1;
-    std::size_t window = opts.buffersize ? opts.buffersize : map_window(chunk);
-    MapOptions o = opts;
-    o.buffersize = window;
-    return detail::make_map_results<R>(o, window, std::move(submit_items),
-                                       std::move(submit_chunks), std::forward<Rs>(ranges)...);
-  }
-
   std::size_t map_window(std::size_t chunk) const noexcept;
 
   std::shared_ptr<detail::ProcessEngine> engine_;

@@ -497,6 +497,34 @@ void encode_current_exception(Writer& w, std::uintptr_t fn_addr, std::string_vie
   }
 }
 
+void run_remote_call(Reader& in, Writer& out) noexcept {
+  RemoteEntry entry;
+  try {
+    entry = reinterpret_cast<RemoteEntry>(decode_code_address(in));
+  } catch (...) {
+    out.clear();
+    encode_current_exception(out, 0, "a remote call");
+    return;
+  }
+  entry(in, out);
+}
+
+bool is_exception_outcome(std::span<const std::byte> outcome) noexcept {
+  return !outcome.empty() && std::to_integer<std::uint8_t>(outcome[0]) == kOutcomeException;
+}
+
+std::string exception_outcome_text(std::span<const std::byte> outcome) {
+  Reader r(outcome.subspan(1));
+  std::exception_ptr e = decode_exception(r);
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 std::exception_ptr decode_exception(Reader& r) noexcept {
   try {
     auto family = static_cast<Family>(std::to_integer<std::uint8_t>(*r.take(1)));

@@ -40,38 +40,6 @@ std::size_t anonymous_rss() {
   return (resident > shared ? resident - shared : 0) * static_cast<std::size_t>(page);
 }
 
-// Decodes the entry and runs the call; the outcome is in `out` afterwards.
-void run_call(Reader& in, Writer& out) noexcept {
-  RemoteEntry entry;
-  try {
-    entry = reinterpret_cast<RemoteEntry>(decode_code_address(in));
-  } catch (...) {
-    out.clear();
-    encode_current_exception(out, 0, "a remote call");
-    return;
-  }
-  entry(in, out);
-}
-
-bool is_exception_outcome(const Writer& out) {
-  auto b = out.bytes();
-  return !b.empty() && std::to_integer<std::uint8_t>(b[0]) == kOutcomeException;
-}
-
-// "type: what" of an exception outcome, for messages sent as text.
-std::string outcome_text(const Writer& out) {
-  auto b = out.bytes();
-  Reader r(b.subspan(1));
-  std::exception_ptr e = decode_exception(r);
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
 [[noreturn]] void leave(WorkerEndpoint* ep, ExitReason reason) {
   if (ep) ep->set_exit_reason(reason);
   std::fflush(nullptr);  // what tasks printed must not be lost
@@ -99,10 +67,10 @@ std::string outcome_text(const Writer& out) {
   Writer out;
   if (!cfg.initializer.empty()) {
     Reader in(cfg.initializer);
-    run_call(in, out);
-    if (is_exception_outcome(out)) {
+    run_remote_call(in, out);
+    if (is_exception_outcome(out.bytes())) {
       send_hello_reply(control, {HelloStatus::failed, ::getpid(),
-                                 "the initializer failed: " + outcome_text(out)});
+                                 "the initializer failed: " + exception_outcome_text(out.bytes())});
       std::fflush(nullptr);
       _exit(kExitInitializerFailed);
     }
@@ -140,13 +108,13 @@ std::string outcome_text(const Writer& out) {
     out.clear();
     out.set_oob_sink(&ep->response_sink(m.seq));
     Reader in(m.payload, &ep->request_source());
-    run_call(in, out);
+    run_remote_call(in, out);
     // What the task printed reaches the terminal before its result reaches the parent
     // (and is not lost when Pool::terminate() ends the worker); no syscall when nothing
     // was printed.
     std::fflush(stdout);
     ep->release(m);
-    if (is_exception_outcome(out)) ep->discard_blocks(m.seq);
+    if (is_exception_outcome(out.bytes())) ep->discard_blocks(m.seq);
     try {
       ep->send(MsgKind::outcome, m.seq, out.bytes());
     } catch (...) {
@@ -170,10 +138,11 @@ std::string outcome_text(const Writer& out) {
   send_hello_reply(control, {HelloStatus::ok, ::getpid(), {}});
   Writer out;
   Reader in(hello.payload);
-  run_call(in, out);
-  bool failed = is_exception_outcome(out);
+  run_remote_call(in, out);
+  bool failed = is_exception_outcome(out.bytes());
   if (failed) {
-    std::string text = "concur: the process's function raised: " + outcome_text(out) + "\n";
+    std::string text =
+        "concur: the process's function raised: " + exception_outcome_text(out.bytes()) + "\n";
     emit_diagnostic(text.c_str());
   }
   try {

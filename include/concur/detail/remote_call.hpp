@@ -261,6 +261,13 @@ void register_exception_factory(const char* mangled_name, ExceptionFactory facto
 // ---------------------------------------------------------------- the entry
 using RemoteEntry = void (*)(Reader& in, Writer& out);
 
+// What a worker of any pool does with a call: decodes its entry and runs it; the outcome
+// is in `out` afterwards (an exception record when the entry is not valid code here).
+void run_remote_call(Reader& in, Writer& out) noexcept;
+// Whether an outcome written by run_remote_call holds an exception, and its "what" text.
+bool is_exception_outcome(std::span<const std::byte> outcome) noexcept;
+std::string exception_outcome_text(std::span<const std::byte> outcome);
+
 // Runs in the worker: decodes the callable and arguments, calls, writes the outcome.
 // Failures to decode the arguments or encode the result are SerializationErrors; what the
 // function itself throws travels as it is.
