@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential g++ clang-14 libclang-rt-14-dev cmake ninja-build
       libasio-dev libcereal-dev libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev
-      python3 python3-matplotlib procps)
+      libopenmpi-dev openmpi-bin python3 python3-matplotlib procps)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,6 +53,9 @@ PY
 }
 
 run primes
+# The same prime check on an MPI pool (Open MPI refuses to run as root unless told).
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+run mpi_primes
 run pool_methods 0.05
 run prime_factors 8192
 run executor_tour 0.05

@@ -3,7 +3,9 @@
 //
 // <concur/async.hpp> and <concur/async_sync.hpp> (coroutines on Asio) are included on
 // their own: they pull in Asio, which costs more compile time than all of the rest, and
-// programs without an event loop should not pay for it.
+// programs without an event loop should not pay for it. <concur/mpi_pool.hpp>
+// (MPIPoolExecutor) goes with the concur::mpi library, which links MPI: include it where
+// you link that.
 #pragma once
 
 #include "concur/connection.hpp"

@@ -1,0 +1,56 @@
+// The machinery behind MPIPoolExecutor (src/mpi/): one pool of MPI worker processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "concur/detail/shared_state.hpp"
+
+namespace concur {
+
+// One worker of an MPIPoolExecutor.
+struct MPIWorkerInfo {
+  int rank = 0;      // in the pool's intercommunicator
+  pid_t pid = 0;     // on its host
+  std::string host;  // MPI_Get_processor_name
+};
+
+}  // namespace concur
+
+namespace concur::detail {
+
+struct MpiPoolConfig {
+  int max_workers = 1;
+  std::vector<std::byte> initializer;  // an encoded call returning void; empty: none
+  std::vector<std::pair<std::string, std::string>> spawn_info;
+};
+
+class MpiPool {
+ public:
+  // Starts MPI (once per program) and the workers; throws OSError when MPI cannot start
+  // them. A worker that refuses (different binary, failing initializer) breaks the pool.
+  static std::shared_ptr<MpiPool> create(MpiPoolConfig config);
+  virtual ~MpiPool() = default;
+
+  // Tasks whose as_remote() is not null; encoded in this thread. Throws ShutdownError
+  // after shutdown, BrokenProcessPool once broken.
+  virtual void submit_bulk(std::span<TaskPtr> tasks) = 0;
+  virtual void shutdown(bool wait, bool cancel_futures) = 0;
+  virtual int max_workers() const noexcept = 0;
+  virtual std::vector<MPIWorkerInfo> workers() const = 0;
+  virtual bool broken() const noexcept = 0;
+
+ protected:
+  MpiPool() = default;
+};
+
+// Testing: starts the library's MPI thread (and MPI) without a pool.
+void mpi_start_runtime();
+
+}  // namespace concur::detail

@@ -1,0 +1,655 @@
+// MPIPoolExecutor and its machinery: the library's MPI thread (Runtime) and the pools it
+// serves (Pool). Every MPI call of the parent side is made on that one thread, so MPI
+// needs no more than MPI_THREAD_FUNNELED and user threads never wait on MPI's locks:
+// they encode tasks, queue them and poke the thread.
+#include "concur/mpi_pool.hpp"
+
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+
+#include "concur/detail/futex.hpp"
+#include "concur/detail/process_fd.hpp"
+#include "concur/detail/process_transport.hpp"
+#include "mpi/mpi_env.hpp"
+#include "mpi/protocol.hpp"
+#include "process/internal.hpp"
+
+namespace concur::detail {
+
+extern volatile int mpi_worker_anchor;  // src/mpi/worker.cpp
+
+namespace {
+
+using namespace mpi;
+
+// A pool's parent side. User threads call submit_bulk/shutdown; progress() and the rest
+// run on the MPI thread.
+class Pool final : public MpiPool {
+ public:
+  explicit Pool(MpiPoolConfig cfg) : cfg_(std::move(cfg)) {}
+  ~Pool() override {
+    for (RemoteWork* t : pending_) t->shared_state().release();
+  }
+
+  // ------------------------------------------------------------ user threads
+  void submit_bulk(std::span<TaskPtr> tasks) override;
+  void shutdown(bool wait, bool cancel_futures) override;
+  int max_workers() const noexcept override { return cfg_.max_workers; }
+  std::vector<MPIWorkerInfo> workers() const override {
+    std::lock_guard lock(mu_);
+    return infos_;
+  }
+  bool broken() const noexcept override {
+    std::lock_guard lock(mu_);
+    return !broken_.empty();
+  }
+
+  // ------------------------------------------------------------ the MPI thread
+  void start();                  // spawn, hand-shake, initializer
+  bool progress();               // true when something happened
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  bool busy() const noexcept;    // a task is out with a worker
+  void add_pidfds(std::vector<pollfd>& out) const;
+  void stop_now();               // the program is exiting
+  // Tasks sent to a worker that died: MPI may still read their payload until it finalises.
+  std::vector<RemoteWork*> take_orphans() { return std::exchange(orphans_, {}); }
+
+ private:
+  struct Worker {
+    MPIWorkerInfo info;
+    UniqueFd pidfd;
+    RemoteWork* task = nullptr;  // out with this worker
+    MPI_Request send = MPI_REQUEST_NULL;
+  };
+
+  bool receive_outcomes();
+  bool dispatch();
+  bool check_deaths();
+  void close_channel(bool workers_alive);
+  void fail_pool(const std::string& why);
+  static void complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept;
+  static void fail(RemoteWork* t, const std::exception_ptr& e) noexcept;
+
+  const MpiPoolConfig cfg_;
+  mutable std::mutex mu_;
+  std::condition_variable closed_cv_;
+  std::deque<RemoteWork*> pending_;  // mu_
+  std::vector<MPIWorkerInfo> infos_;  // mu_
+  std::string broken_;                // mu_; not empty once broken
+  bool shutdown_ = false;             // mu_
+  std::atomic<bool> closed_{false};   // nothing left to do: workers gone, channel closed
+
+  MPI_Comm comm_ = MPI_COMM_NULL;  // the MPI thread's
+  std::vector<Worker> workers_;    // the MPI thread's
+  std::vector<RemoteWork*> orphans_;  // sent to a worker that died: MPI may still read them
+};
+
+// The library's MPI thread: initialises MPI, runs commands for the pools (start), makes
+// progress for every pool, and finalises MPI when the program exits.
+class Runtime {
+ public:
+  static Runtime& get() {
+    static Runtime runtime;
+    return runtime;
+  }
+
+  // Runs fn on the MPI thread and returns its result, or rethrows what it threw.
+  template <class F>
+  auto call(F fn) -> decltype(fn()) {
+    if (start_error_) std::rethrow_exception(start_error_);
+    if (on_mpi_thread()) return fn();  // from a done-callback
+    std::packaged_task<decltype(fn())()> job(std::move(fn));
+    auto result = job.get_future();
+    {
+      std::lock_guard lock(mu_);
+      commands_.emplace_back([&job] { job(); });
+    }
+    poke();
+    return result.get();
+  }
+
+  // Tells the MPI thread that a pool has news (work, a shutdown); wakes it if it sleeps.
+  void notify() noexcept {
+    news_.fetch_add(1, std::memory_order_seq_cst);
+    poke();
+  }
+  void poke() noexcept {
+    if (sleeping_.load(std::memory_order_seq_cst)) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+    }
+  }
+
+  bool on_mpi_thread() const noexcept { return std::this_thread::get_id() == thread_.get_id(); }
+
+  void adopt(std::shared_ptr<Pool> p) { pools_.push_back(std::move(p)); }  // MPI thread
+
+ private:
+  Runtime() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!wake_) throw OSError("concur: eventfd failed", errno);
+    std::promise<void> started;
+    auto ready = started.get_future();
+    thread_ = std::thread([this, &started] { run(started); });
+    ready.wait();
+  }
+  ~Runtime() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    sleeping_.store(true);  // make the poke write
+    poke();
+    thread_.join();
+  }
+
+  void run(std::promise<void>& started) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) == MPI_SUCCESS) {
+        finalize_ = true;
+      } else {
+        start_error_ = std::make_exception_ptr(OSError("concur: MPI_Init_thread failed", 0));
+      }
+    } else {
+      int level = 0;
+      MPI_Query_thread(&level);
+      if (level < MPI_THREAD_MULTIPLE)
+        start_error_ = std::make_exception_ptr(OSError(
+            "concur: the program initialised MPI without MPI_THREAD_MULTIPLE; concur makes "
+            "its MPI calls from a thread of its own, so initialise MPI with "
+            "MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...) or leave it to concur", 0));
+    }
+    started.set_value();
+    if (!start_error_) loop();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalize_ && !finalized) MPI_Finalize();
+    if (finalize_ || finalized)
+      for (RemoteWork* t : orphans_) t->shared_state().release();
+  }
+
+  void retire_closed_pools() {
+    std::erase_if(pools_, [this](const std::shared_ptr<Pool>& p) {
+      if (!p->closed()) return false;
+      for (RemoteWork* t : p->take_orphans()) orphans_.push_back(t);
+      return true;
+    });
+  }
+
+  void loop() {
+    auto last_event = std::chrono::steady_clock::now();
+    for (;;) {
+      const std::uint64_t seen = news_.load(std::memory_order_seq_cst);
+      std::deque<std::function<void()>> commands;
+      bool stop;
+      {
+        std::lock_guard lock(mu_);
+        commands.swap(commands_);
+        stop = stop_;
+      }
+      for (auto& c : commands) c();
+      if (stop) {
+        for (auto& p : pools_) p->stop_now();
+        retire_closed_pools();
+        return;
+      }
+      bool progressed = !commands.empty();
+      bool busy = false;
+      for (auto& p : pools_) {
+        progressed = p->progress() || progressed;
+        busy = busy || p->busy();
+      }
+      retire_closed_pools();
+      auto now = std::chrono::steady_clock::now();
+      if (progressed) {
+        last_event = now;
+        continue;
+      }
+      // MPI has no descriptor to sleep on: while a task is out, poll with a back-off
+      // (spin 50 us after the last event, then naps growing to 1 ms); with nothing out,
+      // sleep until poked. Either way a local worker's death wakes the thread at once.
+      auto quiet = now - last_event;
+      if (busy && quiet < std::chrono::microseconds(50)) {
+        ::sched_yield();
+        continue;
+      }
+      std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
+      for (auto& p : pools_) p->add_pidfds(fds);
+      timespec nap{0, std::clamp<long>(static_cast<long>(quiet.count() / 4), 10'000, 1'000'000)};
+      // Announce the sleep, then look again for news the pass above may have missed.
+      sleeping_.store(true, std::memory_order_seq_cst);
+      bool more = news_.load(std::memory_order_seq_cst) != seen;
+      {
+        std::lock_guard lock(mu_);
+        more = more || !commands_.empty() || stop_;
+      }
+      if (!more) {
+        ::ppoll(fds.data(), fds.size(), busy ? &nap : nullptr, nullptr);
+        std::uint64_t drained;
+        [[maybe_unused]] ssize_t n = ::read(wake_.get(), &drained, sizeof drained);
+      }
+      sleeping_.store(false, std::memory_order_relaxed);
+    }
+  }
+
+  std::mutex mu_;
+  std::deque<std::function<void()>> commands_;  // mu_
+  bool stop_ = false;                           // mu_
+  std::atomic<bool> sleeping_{false};
+  UniqueFd wake_;
+  std::vector<std::shared_ptr<Pool>> pools_;  // the MPI thread's
+  std::vector<RemoteWork*> orphans_;          // the MPI thread's; released after finalising
+  bool finalize_ = false;
+  std::exception_ptr start_error_;
+  std::atomic<std::uint64_t> news_{0};
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------- Pool: user threads
+
+void Pool::submit_bulk(std::span<TaskPtr> tasks) {
+  std::vector<RemoteWork*> ready;
+  ready.reserve(tasks.size());
+  {
+    std::lock_guard lock(mu_);
+    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+    if (shutdown_) throw ShutdownError();
+  }
+  for (auto& t : tasks) {
+    RemoteWork* rw = t->as_remote();
+    if (!rw) throw SerializationError("concur: internal error: a task without a remote face");
+    try {
+      Writer w;
+      rw->encode_call(w);
+      auto bytes = w.bytes();
+      if (bytes.size() > static_cast<std::size_t>(INT_MAX))
+        throw SerializationError("concur: the call (" + std::to_string(bytes.size()) +
+                                 " bytes encoded) is larger than one MPI message can carry "
+                                 "(2 GiB)");
+      rw->payload.assign(bytes.begin(), bytes.end());
+      rw->drop_arguments();
+    } catch (...) {
+      rw->shared_state().try_set_exception(as_serialization_error(std::current_exception()));
+      continue;
+    }
+    ready.push_back(rw);
+    t.detach();  // the pool's queue holds this reference now
+  }
+  auto& rt = Runtime::get();
+  {
+    std::unique_lock lock(mu_);
+    if (!broken_.empty() || shutdown_) {
+      std::exception_ptr e = broken_.empty()
+                                 ? std::make_exception_ptr(ShutdownError())
+                                 : std::make_exception_ptr(BrokenProcessPool(broken_));
+      lock.unlock();
+      for (RemoteWork* rw : ready) rw->shared_state().release();
+      std::rethrow_exception(e);
+    }
+    for (RemoteWork* rw : ready) pending_.push_back(rw);
+  }
+  rt.notify();
+}
+
+void Pool::shutdown(bool wait, bool cancel_futures) {
+  std::deque<RemoteWork*> cancelled;
+  {
+    std::lock_guard lock(mu_);
+    shutdown_ = true;
+    if (cancel_futures) {
+      cancelled.swap(pending_);
+    }
+  }
+  for (RemoteWork* t : cancelled) {
+    t->shared_state().cancel();  // queued, so never marked running: always cancellable
+    t->shared_state().release();
+  }
+  auto& rt = Runtime::get();
+  rt.notify();
+  // A done-callback (run on the MPI thread) must not wait for the thread it runs on.
+  if (!wait || rt.on_mpi_thread()) return;
+  std::unique_lock lock(mu_);
+  closed_cv_.wait(lock, [this] { return closed(); });
+}
+
+// ---------------------------------------------------------------- Pool: the MPI thread
+
+void Pool::start() {
+  char exe[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) throw OSError("concur: cannot read /proc/self/exe", errno);
+  exe[n] = '\0';
+  MPI_Info info;
+  MPI_Info_create(&info);
+  bool placed = false;
+  for (auto& [key, value] : cfg_.spawn_info) {
+    MPI_Info_set(info, key.c_str(), value.c_str());
+    placed = placed || key == "map_by";
+  }
+  if (!placed) MPI_Info_set(info, "map_by", "core:OVERSUBSCRIBE");
+  char flag[64];
+  std::snprintf(flag, sizeof flag, "%s", kWorkerFlag);
+  char* argv[] = {flag, nullptr};
+  std::vector<int> errors(static_cast<std::size_t>(cfg_.max_workers), MPI_SUCCESS);
+  // On a duplicate of MPI_COMM_SELF whose errors return (the default aborts the program),
+  // without touching the error handler of the program's own MPI_COMM_SELF.
+  MPI_Comm self = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_SELF, &self);
+  MPI_Comm_set_errhandler(self, MPI_ERRORS_RETURN);
+  int rc = MPI_Comm_spawn(exe, argv, cfg_.max_workers, info, 0, self, &comm_, errors.data());
+  MPI_Comm_free(&self);
+  MPI_Info_free(&info);
+  for (int e : errors)
+    if (rc == MPI_SUCCESS && e != MPI_SUCCESS) rc = e;
+  if (rc != MPI_SUCCESS)
+    throw OSError("concur: MPI_Comm_spawn could not start " + std::to_string(cfg_.max_workers) +
+                      " workers: " + mpi_error_text(rc), 0);
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  workers_.resize(static_cast<std::size_t>(cfg_.max_workers));
+
+  // Hand-shake: every worker says who it is; a different binary is refused.
+  const std::string here = processor_name();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::string refused;
+  auto wait_for_all = [&](int tag, auto&& on_message) {
+    for (int got = 0; got < cfg_.max_workers;) {
+      Received m;
+      if (try_receive(comm_, MPI_ANY_SOURCE, tag, m)) {
+        on_message(m);
+        ++got;
+      } else if (std::chrono::steady_clock::now() > deadline) {
+        throw OSError("concur: MPI workers did not answer within 60 s of being spawned", 0);
+      } else {
+        ::sched_yield();
+      }
+    }
+  };
+  wait_for_all(kTagHello, [&](const Received& m) {
+    auto& w = workers_[static_cast<std::size_t>(m.source)];
+    Reader r(m.bytes());
+    auto [id, pid, host] = decode<std::tuple<std::vector<std::byte>, std::int32_t, std::string>>(r);
+    w.info = {m.source, static_cast<pid_t>(pid), host};
+    if (host == here) w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (id != self_build_id() && refused.empty())
+      refused = "MPI worker rank " + std::to_string(m.source) + " on " + host +
+                " runs a different binary than this program (build ids differ); every host "
+                "must run the same build";
+  });
+  {
+    std::lock_guard lock(mu_);
+    for (auto& w : workers_) infos_.push_back(w.info);
+  }
+  if (!refused.empty()) {
+    fail_pool(refused);
+    close_channel(true);
+    return;
+  }
+  for (auto& w : workers_)
+    MPI_Send(cfg_.initializer.data(), static_cast<int>(cfg_.initializer.size()), MPI_BYTE,
+             w.info.rank, kTagInit, comm_);
+  std::string init_failure;
+  wait_for_all(kTagReady, [&](const Received& m) {
+    if (m.size && init_failure.empty())
+      init_failure = std::string(reinterpret_cast<const char*>(m.data.get()), m.size);
+  });
+  if (!init_failure.empty()) {
+    fail_pool("a worker's initializer failed: " + init_failure);
+    close_channel(true);
+  }
+}
+
+bool Pool::busy() const noexcept {
+  return std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.task; });
+}
+
+void Pool::add_pidfds(std::vector<pollfd>& out) const {
+  if (closed()) return;
+  for (auto& w : workers_)
+    if (w.pidfd) out.push_back({w.pidfd.get(), POLLIN, 0});
+}
+
+bool Pool::progress() {
+  if (closed()) return false;
+  if (check_deaths()) return true;
+  bool progressed = receive_outcomes();
+  progressed = dispatch() || progressed;
+  bool done;
+  {
+    std::lock_guard lock(mu_);
+    done = shutdown_ && pending_.empty() && !busy();
+  }
+  if (done) {
+    close_channel(true);
+    return true;
+  }
+  return progressed;
+}
+
+bool Pool::receive_outcomes() {
+  bool any = false;
+  Received m;
+  while (try_receive(comm_, MPI_ANY_SOURCE, kTagOutcome, m)) {
+    any = true;
+    auto& w = workers_[static_cast<std::size_t>(m.source)];
+    RemoteWork* t = std::exchange(w.task, nullptr);
+    MPI_Wait(&w.send, MPI_STATUS_IGNORE);  // the worker has it all: completes at once
+    if (t) complete(t, m.bytes());
+    m = {};
+  }
+  return any;
+}
+
+bool Pool::dispatch() {
+  bool any = false;
+  for (auto& w : workers_) {
+    while (!w.task) {
+      RemoteWork* t;
+      {
+        std::lock_guard lock(mu_);
+        if (pending_.empty()) return any;
+        t = pending_.front();
+        pending_.pop_front();
+      }
+      any = true;
+      bool run;
+      try {
+        run = t->shared_state().set_running_or_notify_cancel();
+      } catch (...) {
+        run = false;
+      }
+      if (!run) {
+        t->shared_state().release();
+        continue;
+      }
+      t->marked_running = true;
+      int rc = MPI_Isend(t->payload.data(), static_cast<int>(t->payload.size()), MPI_BYTE,
+                         w.info.rank, kTagCall, comm_, &w.send);
+      if (rc != MPI_SUCCESS) {
+        fail(t, std::make_exception_ptr(BrokenProcessPool(
+                    "concur: sending a task to MPI worker rank " + std::to_string(w.info.rank) +
+                    " failed: " + mpi_error_text(rc))));
+        continue;
+      }
+      w.task = t;
+    }
+  }
+  return any;
+}
+
+bool Pool::check_deaths() {
+  std::vector<pollfd> fds;
+  std::vector<const Worker*> who;
+  for (auto& w : workers_)
+    if (w.pidfd) {
+      fds.push_back({w.pidfd.get(), POLLIN, 0});
+      who.push_back(&w);
+    }
+  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) <= 0) return false;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (!(fds[i].revents & POLLIN)) continue;
+    const auto& info = who[i]->info;
+    fail_pool("an MPI worker died: rank " + std::to_string(info.rank) + ", pid " +
+              std::to_string(info.pid) + " on " + info.host +
+              " (Open MPI then ends every worker of the pool)");
+    close_channel(false);
+    return true;
+  }
+  return false;
+}
+
+// Fails everything queued or out with a worker; later submits throw BrokenProcessPool.
+void Pool::fail_pool(const std::string& why) {
+  std::deque<RemoteWork*> queued;
+  {
+    std::lock_guard lock(mu_);
+    if (broken_.empty()) broken_ = why;
+    queued.swap(pending_);
+  }
+  auto error = std::make_exception_ptr(BrokenProcessPool(why));
+  for (RemoteWork* t : queued) fail(t, error);
+  for (auto& w : workers_) {
+    if (!w.task) continue;
+    RemoteWork* t = std::exchange(w.task, nullptr);
+    if (t->shared_state().try_begin_complete()) {
+      t->store_failure(error);
+      t->shared_state().end_complete();
+    }
+    orphans_.push_back(t);  // MPI may still be reading its payload
+  }
+}
+
+// Ends the conversation with the workers: asks them to exit and disconnects when they are
+// alive; otherwise (one died, so Open MPI ended the others) only forgets the channel.
+void Pool::close_channel(bool workers_alive) {
+  if (comm_ != MPI_COMM_NULL) {
+    if (workers_alive) {
+      for (auto& w : workers_) MPI_Send(nullptr, 0, MPI_BYTE, w.info.rank, kTagExit, comm_);
+      MPI_Comm_disconnect(&comm_);
+    }
+    comm_ = MPI_COMM_NULL;
+  }
+  for (auto& w : workers_) w.pidfd.reset();
+  {
+    std::lock_guard lock(mu_);
+    closed_.store(true, std::memory_order_release);
+  }
+  closed_cv_.notify_all();
+}
+
+void Pool::stop_now() {
+  if (closed()) return;
+  const bool idle = !busy();  // a worker still computing could not take part in disconnect
+  fail_pool("the program is exiting");
+  close_channel(idle);
+}
+
+void Pool::complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept {
+  if (t->shared_state().try_begin_complete()) {
+    Reader r(outcome);
+    t->decode_outcome(r);
+    t->shared_state().end_complete();
+  }
+  t->payload = {};
+  t->shared_state().release();
+}
+
+void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
+  if (t->shared_state().try_begin_complete()) {
+    t->store_failure(e);
+    t->shared_state().end_complete();
+  }
+  t->shared_state().release();
+}
+
+}  // namespace
+
+std::shared_ptr<MpiPool> MpiPool::create(MpiPoolConfig config) {
+  auto pool = std::make_shared<Pool>(std::move(config));
+  auto& rt = Runtime::get();
+  rt.call([&] {
+    pool->start();
+    rt.adopt(pool);
+  });
+  return pool;
+}
+
+void mpi_start_runtime() {
+  Runtime::get().call([] {});
+}
+
+}  // namespace concur::detail
+
+// ---------------------------------------------------------------- the face
+
+namespace concur {
+
+MPIPoolExecutor::MPIPoolExecutor() : MPIPoolExecutor(MPIPoolOptions{}) {}
+
+MPIPoolExecutor::MPIPoolExecutor(int max_workers)
+    : MPIPoolExecutor(MPIPoolOptions{.max_workers = max_workers}) {}
+
+MPIPoolExecutor::MPIPoolExecutor(MPIPoolOptions options) {
+  static_cast<void>(detail::mpi_worker_anchor);
+  detail::MpiPoolConfig cfg;
+  cfg.max_workers = options.max_workers ? *options.max_workers
+                                        : static_cast<int>(detail::online_cpus());
+  if (cfg.max_workers < 1) throw std::invalid_argument("max_workers must be greater than 0");
+  cfg.initializer = options.initializer.encoded();
+  cfg.spawn_info = std::move(options.spawn_info);
+  pool_ = detail::MpiPool::create(std::move(cfg));
+}
+
+MPIPoolExecutor::~MPIPoolExecutor() { pool_->shutdown(true, false); }
+
+void MPIPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  pool_->shutdown(wait, cancel_futures);
+}
+
+int MPIPoolExecutor::max_workers() const noexcept { return pool_->max_workers(); }
+
+std::vector<MPIWorkerInfo> MPIPoolExecutor::workers() const { return pool_->workers(); }
+
+void MPIPoolExecutor::enqueue(detail::TaskPtr task) {
+  detail::TaskPtr one[1] = {std::move(task)};
+  enqueue_bulk(one);
+}
+
+void MPIPoolExecutor::enqueue_bulk(std::span<detail::TaskPtr> tasks) {
+  for (auto& t : tasks)
+    if (!t->as_remote())
+      throw SerializationError(
+          "concur: this task cannot run in an MPI pool: its function must be a function "
+          "pointer or a lambda without captures, and its arguments and result serializable; "
+          "submit it to the MPIPoolExecutor directly to have the offending type named at "
+          "compile time");
+  pool_->submit_bulk(tasks);
+}
+
+std::size_t MPIPoolExecutor::default_map_window() const {
+  return std::max<std::size_t>(64, 4 * static_cast<std::size_t>(pool_->max_workers()));
+}
+
+std::size_t MPIPoolExecutor::map_window(std::size_t chunk) const noexcept {
+  std::size_t units = std::max<std::size_t>(8, 4 * static_cast<std::size_t>(pool_->max_workers()));
+  return chunk <= 1 ? std::max<std::size_t>(64, units) : units * chunk;
+}
+
+}  // namespace concur
