@@ -10,6 +10,12 @@ for script in bench/thread_pool.py bench/process_pool.py; do
   [ -f "$script" ] || continue
   echo; /usr/bin/python3 "$script" "$b/bench_$(basename "$script" .py)"
 done
+# The MPI pool beside mpi4py.futures (Debian's python3-mpi4py, installed here if missing)
+if [ -x "$b/bench_mpi_pool" ]; then
+  dpkg-query -W -f='${Status}' python3-mpi4py 2>/dev/null | grep -q "install ok installed" ||
+    { [ "$(id -u)" = 0 ] || s=sudo; ${s:-} apt-get install -y -qq --no-install-recommends python3-mpi4py; }
+  echo; /usr/bin/python3 bench/mpi_pool.py "$b/bench_mpi_pool"
+fi
 # multiprocessing Queue and Pipe beside Python's, and the raw IPC ping-pong of this machine
 echo; /usr/bin/python3 bench/mp.py "$b/bench_mp"
 # Serialization, process-shared synchronisation (real-time priority when allowed, so the

@@ -30,30 +30,16 @@
 
 #include <gtest/gtest.h>
 
+#include "support/files.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------- coordination by files
-std::string make_test_dir() {
-  char tmpl[] = "/tmp/concur-pool-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  return d ? d : "/tmp";
-}
-
-struct TestDir {
-  std::string path = make_test_dir();
-  ~TestDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-void touch(const std::string& path) {
-  std::ofstream(path) << "x";
-}
-bool exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
+using files::exists;
+using files::TestDir;
+using files::touch;
 
 // ---------------------------------------------------------------- task functions
 int square(int x) {

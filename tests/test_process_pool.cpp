@@ -30,6 +30,7 @@
 #include <gtest/gtest.h>
 
 #include "concur/wait.hpp"
+#include "support/files.hpp"
 #include "support/sanitizers.hpp"
 
 namespace {
@@ -42,32 +43,10 @@ using concur::StartMethod;
 constexpr auto kBound = 60s;  // "this is a hang", never an expectation
 
 // ---------------------------------------------------------------- coordination by files
-std::string make_test_dir() {
-  char tmpl[] = "/tmp/concur-pp-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  return d ? d : "/tmp";
-}
-
-struct TestDir {
-  std::string path = make_test_dir();
-  ~TestDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-void touch(const std::string& path) { std::ofstream(path) << "x"; }
-bool exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-// Waits (bounded) for a file to exist; true if it does.
-bool wait_file(const std::string& path, std::chrono::milliseconds bound = kBound) {
-  auto until = std::chrono::steady_clock::now() + bound;
-  while (!exists(path)) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using files::exists;
+using files::TestDir;
+using files::touch;
+using files::wait_file;
 
 // ---------------------------------------------------------------- task functions
 int add(int a, int b) { return a + b; }
