@@ -40,8 +40,6 @@ using concur::OnWorkerDeath;
 using concur::ProcessPoolExecutor;
 using concur::StartMethod;
 
-constexpr auto kBound = 60s;  // "this is a hang", never an expectation
-
 // ---------------------------------------------------------------- coordination by files
 using files::exists;
 using files::TestDir;
