@@ -13,6 +13,7 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -40,6 +41,10 @@ std::vector<std::byte> echo(std::vector<std::byte> v) { return v; }
 int wait_release(std::string release) {
   for (int i = 0; i < 600'000 && !exists(release); ++i) ::usleep(1000);
   return static_cast<int>(::getpid());
+}
+int sleep_ms(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
 }
 int blocked(std::string started, std::string release) {
   touch(started);
@@ -185,19 +190,11 @@ TEST(MPIPool, ManyPoolsInARowDoNotAccumulateDescriptors) {
   EXPECT_LE(census::open_fds().size(), before + 1);
 }
 
-TEST(MPIPool, WorkersMPICannotPlaceFailTheConstructorWithMPIsReason) {
-  try {
-    MPIPoolExecutor ex({.max_workers = 1, .spawn_info = {{"host", "no-such-host.invalid"}}});
-    FAIL() << "a pool started on a host that does not exist";
-  } catch (const concur::OSError& e) {
-    EXPECT_NE(std::string(e.what()).find("MPI_Comm_spawn"), std::string::npos) << e.what();
-  }
-  // (Open MPI 4.1 may refuse later spawns in this program after such a failure.)
-}
-
 TEST(MPIPool, InvalidMaxWorkers) {
   EXPECT_THROW(MPIPoolExecutor(0), std::invalid_argument);
   EXPECT_THROW(MPIPoolExecutor({.max_workers = -1}), std::invalid_argument);
+  EXPECT_THROW(MPIPoolExecutor({.max_workers = 1, .heartbeat_timeout = -1ms}),
+               std::invalid_argument);
 }
 
 TEST(MPIPool, WorksThroughTheExecutorInterface) {
@@ -350,5 +347,54 @@ INSTANTIATE_TEST_SUITE_P(EachKind, MPIPoolDeath,
                          testing::Values(Crash::abort, Crash::segfault, Crash::exit,
                                          Crash::sigkill),
                          crash_name);
+
+// ================================================================ heartbeats
+// Workers on another host have no pidfd here; pools made while this lives treat the
+// local workers the same way, so that heartbeats alone must notice a death.
+struct AsIfOnAnotherHost {
+  AsIfOnAnotherHost() { concur::detail::mpi_watch_local_workers(false); }
+  ~AsIfOnAnotherHost() { concur::detail::mpi_watch_local_workers(true); }
+};
+
+TEST(MPIPool, HeartbeatsNoticeADeathNoPidfdWatches) {
+  files::TestDir dir;
+  AsIfOnAnotherHost remote;
+  MPIPoolExecutor ex({.max_workers = 2, .heartbeat_timeout = 1s});
+  auto other = ex.submit(wait_release, dir.file("never"));
+  auto dying = ex.submit(crash_when, dir.file("crash"), static_cast<int>(Crash::sigkill));
+  touch(dir.file("crash"));
+  try {
+    dying.result(60s);
+    FAIL() << "a dead worker's task succeeded";
+  } catch (const concur::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("heartbeat"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(other.result(60s), concur::BrokenProcessPool);
+  EXPECT_THROW(ex.submit(add, 1, 2), concur::BrokenProcessPool);
+  touch(dir.file("never"));
+}
+
+TEST(MPIPool, AWorkerBusyForManyHeartbeatTimeoutsIsNotTakenForDead) {
+  AsIfOnAnotherHost remote;
+  MPIPoolExecutor ex({.max_workers = 1, .heartbeat_timeout = 300ms});
+  EXPECT_EQ(ex.submit(sleep_ms, 1500).result(), 1500);  // beats go on during the task
+  std::this_thread::sleep_for(1s);                      // and while the pool is idle
+  EXPECT_EQ(ex.submit(add, 2, 3).result(), 5);
+}
+
+// ================================================================ alone: MPI is spoilt after it
+// Open MPI 4.1 refuses every later spawn in a program after a failed one ("all nodes
+// which are allocated for this job are already filled"): this test runs only on its own,
+// as CTest runs every test.
+TEST(MPIPool, WorkersMPICannotPlaceFailTheConstructorWithMPIsReason) {
+  if (testing::UnitTest::GetInstance()->test_to_run_count() > 1)
+    GTEST_SKIP() << "spoils MPI for the tests after it: run it on its own (CTest does)";
+  try {
+    MPIPoolExecutor ex({.max_workers = 1, .spawn_info = {{"host", "no-such-host.invalid"}}});
+    FAIL() << "a pool started on a host that does not exist";
+  } catch (const concur::OSError& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI_Comm_spawn"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace

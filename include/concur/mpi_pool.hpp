@@ -24,8 +24,9 @@
 //  - When one worker dies, Open MPI ends every worker of the pool, so a death breaks the
 //    pool (Python's break_pool): running and pending futures fail with BrokenProcessPool
 //    naming the worker, later submits throw it. A worker on this host is watched through
-//    its pidfd, so its death is noticed at once; the death of a worker on another host is
-//    not detected (its futures wait: use timeouts).
+//    its pidfd, so its death is noticed at once; one on another host sends heartbeats
+//    from a thread of its own (tasks running or not), and one silent for
+//    heartbeat_timeout is taken for dead.
 //  - A running task cannot be stopped: cancel(kill_running) returns false. There is no
 //    task_timeout, max_tasks_per_child or replace_worker.
 //  - One task at a time per worker; an idle pool polls MPI with a back-off up to 1 ms,
@@ -35,6 +36,7 @@
 // MPI itself must have asked for MPI_THREAD_MULTIPLE.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -58,6 +60,10 @@ struct MPIPoolOptions {
   // MPI_Info keys for MPI_Comm_spawn ("host", "hostfile", "map_by", "wdir", ...). Unless
   // "map_by" is given, workers may outnumber the slots ("map_by" = "core:OVERSUBSCRIBE").
   std::vector<std::pair<std::string, std::string>> spawn_info{};
+  // A worker on another host that sends no heartbeat for this long is taken for dead and
+  // breaks the pool (workers beat ten times per timeout, also while running a task).
+  // 0: no heartbeats (then only deaths on this host are noticed).
+  std::chrono::milliseconds heartbeat_timeout{std::chrono::seconds(10)};
 };
 
 class MPIPoolExecutor final : public Executor {

@@ -37,6 +37,10 @@ extern volatile int mpi_worker_anchor;  // src/mpi/worker.cpp
 namespace {
 
 using namespace mpi;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_watch_local_workers{true};
 
 // A pool's parent side. User threads call submit_bulk/shutdown; progress() and the rest
 // run on the MPI thread.
@@ -66,6 +70,9 @@ class Pool final : public MpiPool {
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   bool busy() const noexcept;    // a task is out with a worker
   void add_pidfds(std::vector<pollfd>& out) const;
+  // How often the MPI thread must look at this pool while nothing is out: heartbeats
+  // arrive and silences must be noticed (0: never).
+  std::chrono::milliseconds tick() const noexcept { return closed() ? 0ms : tick_; }
   void stop_now();               // the program is exiting
   // Tasks sent to a worker that died: MPI may still read their payload until it finalises.
   std::vector<RemoteWork*> take_orphans() { return std::exchange(orphans_, {}); }
@@ -76,11 +83,14 @@ class Pool final : public MpiPool {
     UniqueFd pidfd;
     RemoteWork* task = nullptr;  // out with this worker
     MPI_Request send = MPI_REQUEST_NULL;
+    bool beating = false;        // sends kTagBeat
+    Clock::time_point last_heard{};
   };
 
   bool receive_outcomes();
   bool dispatch();
   bool check_deaths();
+  bool check_silences();
   void close_channel(bool workers_alive);
   void fail_pool(const std::string& why);
   static void complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept;
@@ -98,6 +108,7 @@ class Pool final : public MpiPool {
   MPI_Comm comm_ = MPI_COMM_NULL;  // the MPI thread's
   std::vector<Worker> workers_;    // the MPI thread's
   std::vector<RemoteWork*> orphans_;  // sent to a worker that died: MPI may still read them
+  std::chrono::milliseconds tick_{0};
 };
 
 // The library's MPI thread: initialises MPI, runs commands for the pools (start), makes
@@ -234,6 +245,11 @@ class Runtime {
       std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
       for (auto& p : pools_) p->add_pidfds(fds);
       timespec nap{0, std::clamp<long>(static_cast<long>(quiet.count() / 4), 10'000, 1'000'000)};
+      std::chrono::milliseconds tick{0};
+      for (auto& p : pools_)
+        if (auto t = p->tick(); t.count() && (!tick.count() || t < tick)) tick = t;
+      timespec tick_ts{tick.count() / 1000, (tick.count() % 1000) * 1'000'000};
+      const timespec* timeout = busy ? &nap : tick.count() ? &tick_ts : nullptr;
       // Announce the sleep, then look again for news the pass above may have missed.
       sleeping_.store(true, std::memory_order_seq_cst);
       bool more = news_.load(std::memory_order_seq_cst) != seen;
@@ -242,7 +258,7 @@ class Runtime {
         more = more || !commands_.empty() || stop_;
       }
       if (!more) {
-        ::ppoll(fds.data(), fds.size(), busy ? &nap : nullptr, nullptr);
+        ::ppoll(fds.data(), fds.size(), timeout, nullptr);
         std::uint64_t drained;
         [[maybe_unused]] ssize_t n = ::read(wake_.get(), &drained, sizeof drained);
       }
@@ -387,7 +403,8 @@ void Pool::start() {
     Reader r(m.bytes());
     auto [id, pid, host] = decode<std::tuple<std::vector<std::byte>, std::int32_t, std::string>>(r);
     w.info = {m.source, static_cast<pid_t>(pid), host};
-    if (host == here) w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (host == here && g_watch_local_workers.load())
+      w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (id != self_build_id() && refused.empty())
       refused = "MPI worker rank " + std::to_string(m.source) + " on " + host +
                 " runs a different binary than this program (build ids differ); every host "
@@ -402,13 +419,24 @@ void Pool::start() {
     close_channel(true);
     return;
   }
+  // Workers beat ten times per timeout (between 10 ms and 1 s apart).
+  const auto timeout = cfg_.heartbeat_timeout;
+  const std::int64_t beat_ms =
+      timeout.count() > 0 ? std::clamp<std::int64_t>(timeout.count() / 10, 10, 1000) : 0;
+  Writer init;
+  encode(init, std::tuple<std::vector<std::byte>, std::int64_t>(cfg_.initializer, beat_ms));
   for (auto& w : workers_)
-    MPI_Send(cfg_.initializer.data(), static_cast<int>(cfg_.initializer.size()), MPI_BYTE,
-             w.info.rank, kTagInit, comm_);
+    MPI_Send(init.bytes().data(), static_cast<int>(init.bytes().size()), MPI_BYTE, w.info.rank,
+             kTagInit, comm_);
   std::string init_failure;
   wait_for_all(kTagReady, [&](const Received& m) {
-    if (m.size && init_failure.empty())
-      init_failure = std::string(reinterpret_cast<const char*>(m.data.get()), m.size);
+    Reader r(m.bytes());
+    auto [why, beating] = decode<std::tuple<std::string, bool>>(r);
+    auto& w = workers_[static_cast<std::size_t>(m.source)];
+    w.beating = beating;
+    w.last_heard = Clock::now();
+    if (beating) tick_ = std::chrono::milliseconds(beat_ms);
+    if (!why.empty() && init_failure.empty()) init_failure = why;
   });
   if (!init_failure.empty()) {
     fail_pool("a worker's initializer failed: " + init_failure);
@@ -428,7 +456,7 @@ void Pool::add_pidfds(std::vector<pollfd>& out) const {
 
 bool Pool::progress() {
   if (closed()) return false;
-  if (check_deaths()) return true;
+  if (check_deaths() || check_silences()) return true;
   bool progressed = receive_outcomes();
   progressed = dispatch() || progressed;
   bool done;
@@ -446,10 +474,16 @@ bool Pool::progress() {
 bool Pool::receive_outcomes() {
   bool any = false;
   Received m;
+  if (tick_.count()) {
+    const auto now = Clock::now();
+    while (try_receive(comm_, MPI_ANY_SOURCE, kTagBeat, m))
+      workers_[static_cast<std::size_t>(m.source)].last_heard = now;
+  }
   while (try_receive(comm_, MPI_ANY_SOURCE, kTagOutcome, m)) {
     any = true;
     auto& w = workers_[static_cast<std::size_t>(m.source)];
     RemoteWork* t = std::exchange(w.task, nullptr);
+    w.last_heard = Clock::now();
     MPI_Wait(&w.send, MPI_STATUS_IGNORE);  // the worker has it all: completes at once
     if (t) complete(t, m.bytes());
     m = {};
@@ -509,6 +543,25 @@ bool Pool::check_deaths() {
     fail_pool("an MPI worker died: rank " + std::to_string(info.rank) + ", pid " +
               std::to_string(info.pid) + " on " + info.host +
               " (Open MPI then ends every worker of the pool)");
+    close_channel(false);
+    return true;
+  }
+  return false;
+}
+
+// A worker without a pidfd here (on another host) that sent no heartbeat for the timeout is
+// taken for dead: Open MPI has ended it or will end the whole spawn.
+bool Pool::check_silences() {
+  if (!tick_.count()) return false;
+  const auto now = Clock::now();
+  for (auto& w : workers_) {
+    if (!w.beating || w.pidfd || now - w.last_heard <= cfg_.heartbeat_timeout) continue;
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.last_heard);
+    fail_pool("an MPI worker stopped answering: rank " + std::to_string(w.info.rank) +
+              ", pid " + std::to_string(w.info.pid) + " on " + w.info.host +
+              " sent no heartbeat for " + std::to_string(silent.count()) +
+              " ms, so it is taken for dead (Open MPI ends every worker of the pool when "
+              "one dies)");
     close_channel(false);
     return true;
   }
@@ -595,6 +648,8 @@ void mpi_start_runtime() {
   Runtime::get().call([] {});
 }
 
+void mpi_watch_local_workers(bool watch) noexcept { g_watch_local_workers.store(watch); }
+
 }  // namespace concur::detail
 
 // ---------------------------------------------------------------- the face
@@ -614,6 +669,9 @@ MPIPoolExecutor::MPIPoolExecutor(MPIPoolOptions options) {
   if (cfg.max_workers < 1) throw std::invalid_argument("max_workers must be greater than 0");
   cfg.initializer = options.initializer.encoded();
   cfg.spawn_info = std::move(options.spawn_info);
+  if (options.heartbeat_timeout.count() < 0)
+    throw std::invalid_argument("heartbeat_timeout must not be negative");
+  cfg.heartbeat_timeout = options.heartbeat_timeout;
   pool_ = detail::MpiPool::create(std::move(cfg));
 }
 

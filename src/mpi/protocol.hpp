@@ -12,11 +12,12 @@ enum Tag : int {
   // parent -> worker
   kTagCall = 1,  // an encoded call
   kTagExit = 2,  // leave the loop, disconnect, finalise and exit
-  kTagInit = 3,  // the encoded initializer (empty: none), after a good hand-shake
+  kTagInit = 3,  // (encoded initializer or empty, heartbeat interval in ms or 0)
   // worker -> parent
   kTagOutcome = 16,  // the outcome of the call it was given last
   kTagHello = 17,    // (build id, pid, host), first thing after MPI_Init
-  kTagReady = 18,    // empty, or why the initializer failed
+  kTagReady = 18,    // (why the initializer failed or empty, whether it sends heartbeats)
+  kTagBeat = 19,     // empty: "alive", from a thread of its own, while tasks run too
 };
 
 }  // namespace concur::detail::mpi

@@ -6,12 +6,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "concur/detail/process_launcher.hpp"
@@ -69,7 +74,40 @@ void send(MPI_Comm parent, int tag, std::span<const std::byte> bytes) {
   if (rc != MPI_SUCCESS) fail("sending to the parent failed: " + mpi_error_text(rc));
 }
 
+// Says "alive" to the parent every `interval` from a thread of its own, so that a task
+// running for hours does not look like a dead worker on another host. Needs
+// MPI_THREAD_MULTIPLE (the worker's main thread talks to the parent meanwhile).
+class Heartbeat {
+ public:
+  void start(MPI_Comm parent, std::chrono::milliseconds interval) {
+    thread_ = std::thread([this, parent, interval] {
+      while (!stop_.load(std::memory_order_acquire)) {
+        MPI_Send(nullptr, 0, MPI_BYTE, 0, kTagBeat, parent);
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, interval, [this] { return stop_.load(std::memory_order_acquire); });
+      }
+    });
+  }
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      stop_.store(true, std::memory_order_release);
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+Heartbeat g_heartbeat;
+
 [[noreturn]] void leave(MPI_Comm parent) {
+  g_heartbeat.stop();
   MPI_Comm_disconnect(&parent);
   MPI_Finalize();
   std::fflush(nullptr);
@@ -78,7 +116,7 @@ void send(MPI_Comm parent, int tag, std::span<const std::byte> bytes) {
 
 [[noreturn]] void run_mpi_worker() {
   int provided = 0;
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
     fail("MPI_Init_thread failed");
   MPI_Comm parent = MPI_COMM_NULL;
   MPI_Comm_get_parent(&parent);
@@ -94,13 +132,19 @@ void send(MPI_Comm parent, int tag, std::span<const std::byte> bytes) {
   Received m = receive(parent);
   if (m.tag == kTagExit) leave(parent);  // refused: a different binary
   if (m.tag != kTagInit) fail("unexpected message before the initializer");
+  Reader init(m.bytes());
+  auto [initializer, beat_ms] = decode<std::tuple<std::vector<std::byte>, std::int64_t>>(init);
   Writer out;
-  if (m.size) {
-    Reader in(m.bytes());
+  if (!initializer.empty()) {
+    Reader in(initializer);
     run_remote_call(in, out);
   }
   std::string why = is_exception_outcome(out.bytes()) ? exception_outcome_text(out.bytes()) : "";
-  send(parent, kTagReady, std::as_bytes(std::span(why)));
+  const bool beating = beat_ms > 0 && provided >= MPI_THREAD_MULTIPLE && why.empty();
+  Writer ready;
+  encode(ready, std::tuple<std::string, bool>(why, beating));
+  send(parent, kTagReady, ready.bytes());
+  if (beating) g_heartbeat.start(parent, std::chrono::milliseconds(beat_ms));
 
   for (;;) {
     m = receive(parent);

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -29,6 +30,7 @@ struct MpiPoolConfig {
   int max_workers = 1;
   std::vector<std::byte> initializer;  // an encoded call returning void; empty: none
   std::vector<std::pair<std::string, std::string>> spawn_info;
+  std::chrono::milliseconds heartbeat_timeout{10'000};  // 0: no heartbeats
 };
 
 class MpiPool {
@@ -52,5 +54,8 @@ class MpiPool {
 
 // Testing: starts the library's MPI thread (and MPI) without a pool.
 void mpi_start_runtime();
+// Testing: whether pools created from now on watch the workers on this host through
+// pidfds (true, the default); false makes them rely on heartbeats as for other hosts.
+void mpi_watch_local_workers(bool watch) noexcept;
 
 }  // namespace concur::detail
