@@ -17,6 +17,10 @@ if os.geteuid() == 0:
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+# One host: loopback (Open MPI's TCP transport leaves it out by default and goes through
+# this host's own network address, which stalls on these VMs). Same for both sides.
+os.environ.setdefault("OMPI_MCA_btl_tcp_if_include", "lo")
+os.environ.setdefault("OMPI_MCA_oob_tcp_if_include", "lo")
 
 
 def noop():

@@ -456,8 +456,10 @@ void Pool::add_pidfds(std::vector<pollfd>& out) const {
 
 bool Pool::progress() {
   if (closed()) return false;
-  if (check_deaths() || check_silences()) return true;
+  // Messages first: a heartbeat that came in while this thread was not running must count
+  // before silences are judged, and a result sent just before a death is not lost.
   bool progressed = receive_outcomes();
+  if (check_deaths() || check_silences()) return true;
   progressed = dispatch() || progressed;
   bool done;
   {
@@ -598,6 +600,17 @@ void Pool::close_channel(bool workers_alive) {
       MPI_Comm_disconnect(&comm_);
     }
     comm_ = MPI_COMM_NULL;
+  }
+  // Like Python's shutdown(wait=True), which joins its workers: the workers on this host
+  // have exited when the pool is closed (bounded: Open MPI ends them in any case), so a
+  // pool created next never spawns while the last one's processes are still leaving.
+  std::vector<pollfd> fds;
+  for (auto& w : workers_)
+    if (w.pidfd) fds.push_back({w.pidfd.get(), POLLIN, 0});
+  const auto deadline = Clock::now() + 10s;
+  while (!fds.empty() && Clock::now() < deadline) {
+    if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) break;
+    std::erase_if(fds, [](const pollfd& p) { return (p.revents & POLLIN) != 0; });
   }
   for (auto& w : workers_) w.pidfd.reset();
   {
