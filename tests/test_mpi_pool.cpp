@@ -106,6 +106,17 @@ extern "C" const char* __lsan_default_suppressions() {
          "leak:libpmix.so\nleak:libevent\nleak:mca_\n";
 }
 
+// The future fails with BrokenProcessPool and its message mentions `why`.
+template <class T>
+void expect_broken(concur::Future<T>& f, const std::string& why) {
+  try {
+    f.result(60s);
+    ADD_FAILURE() << "a dead worker's task succeeded";
+  } catch (const concur::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+  }
+}
+
 // MPI starts once per program and keeps its runtime (Open MPI's daemon for spawned jobs,
 // its sockets) until the program exits: bring it up before the first test's census, and
 // let the census ignore the daemon.
@@ -332,12 +343,7 @@ TEST_P(MPIPoolDeath, BreaksThePoolInsteadOfHangingIt) {
   auto dying = ex.submit(crash_when, dir.file("crash"), static_cast<int>(GetParam()));
   auto pending = ex.submit(add, 1, 2);
   touch(dir.file("crash"));
-  try {
-    dying.result(60s);
-    FAIL() << "a dead worker's task succeeded";
-  } catch (const concur::BrokenProcessPool& e) {
-    EXPECT_NE(std::string(e.what()).find("died"), std::string::npos) << e.what();
-  }
+  expect_broken(dying, "died");
   EXPECT_THROW(pending.result(60s), concur::BrokenProcessPool);
   EXPECT_THROW(other.result(60s), concur::BrokenProcessPool);
   EXPECT_THROW(ex.submit(add, 1, 2), concur::BrokenProcessPool);
@@ -368,12 +374,7 @@ TEST(MPIPool, HeartbeatsNoticeADeathNoPidfdWatches) {
   auto other = ex.submit(wait_release, dir.file("never"));
   auto dying = ex.submit(crash_when, dir.file("crash"), static_cast<int>(Crash::sigkill));
   touch(dir.file("crash"));
-  try {
-    dying.result(60s);
-    FAIL() << "a dead worker's task succeeded";
-  } catch (const concur::BrokenProcessPool& e) {
-    EXPECT_NE(std::string(e.what()).find("heartbeat"), std::string::npos) << e.what();
-  }
+  expect_broken(dying, "heartbeat");
   EXPECT_THROW(other.result(60s), concur::BrokenProcessPool);
   EXPECT_THROW(ex.submit(add, 1, 2), concur::BrokenProcessPool);
   touch(dir.file("never"));

@@ -25,7 +25,6 @@
 
 #include "concur/detail/futex.hpp"
 #include "concur/detail/process_fd.hpp"
-#include "concur/detail/process_transport.hpp"
 #include "mpi/mpi_env.hpp"
 #include "mpi/protocol.hpp"
 #include "process/internal.hpp"
@@ -94,7 +93,8 @@ class Pool final : public MpiPool {
   void close_channel(bool workers_alive);
   void fail_pool(const std::string& why);
   static void complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept;
-  static void fail(RemoteWork* t, const std::exception_ptr& e) noexcept;
+  static void publish_failure(RemoteWork* t, const std::exception_ptr& e) noexcept;
+  static void fail(RemoteWork* t, const std::exception_ptr& e) noexcept;  // and release
 
   const MpiPoolConfig cfg_;
   mutable std::mutex mu_;
@@ -107,6 +107,7 @@ class Pool final : public MpiPool {
 
   MPI_Comm comm_ = MPI_COMM_NULL;  // the MPI thread's
   std::vector<Worker> workers_;    // the MPI thread's
+  std::vector<pollfd> watched_;    // the pidfds of workers_, in order (this host's only)
   std::vector<RemoteWork*> orphans_;  // sent to a worker that died: MPI may still read them
   std::chrono::milliseconds tick_{0};
 };
@@ -410,6 +411,8 @@ void Pool::start() {
                 " runs a different binary than this program (build ids differ); every host "
                 "must run the same build";
   });
+  for (auto& w : workers_)
+    if (w.pidfd) watched_.push_back({w.pidfd.get(), POLLIN, 0});
   {
     std::lock_guard lock(mu_);
     for (auto& w : workers_) infos_.push_back(w.info);
@@ -449,9 +452,7 @@ bool Pool::busy() const noexcept {
 }
 
 void Pool::add_pidfds(std::vector<pollfd>& out) const {
-  if (closed()) return;
-  for (auto& w : workers_)
-    if (w.pidfd) out.push_back({w.pidfd.get(), POLLIN, 0});
+  if (!closed()) out.insert(out.end(), watched_.begin(), watched_.end());
 }
 
 bool Pool::progress() {
@@ -531,17 +532,12 @@ bool Pool::dispatch() {
 }
 
 bool Pool::check_deaths() {
-  std::vector<pollfd> fds;
-  std::vector<const Worker*> who;
-  for (auto& w : workers_)
-    if (w.pidfd) {
-      fds.push_back({w.pidfd.get(), POLLIN, 0});
-      who.push_back(&w);
-    }
-  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) <= 0) return false;
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    if (!(fds[i].revents & POLLIN)) continue;
-    const auto& info = who[i]->info;
+  if (watched_.empty() || ::poll(watched_.data(), watched_.size(), 0) <= 0) return false;
+  for (const pollfd& p : watched_) {
+    if (!(p.revents & POLLIN)) continue;
+    auto dead = std::find_if(workers_.begin(), workers_.end(),
+                             [&](const Worker& w) { return w.pidfd.get() == p.fd; });
+    const auto& info = dead->info;
     fail_pool("an MPI worker died: rank " + std::to_string(info.rank) + ", pid " +
               std::to_string(info.pid) + " on " + info.host +
               " (Open MPI then ends every worker of the pool)");
@@ -583,10 +579,7 @@ void Pool::fail_pool(const std::string& why) {
   for (auto& w : workers_) {
     if (!w.task) continue;
     RemoteWork* t = std::exchange(w.task, nullptr);
-    if (t->shared_state().try_begin_complete()) {
-      t->store_failure(error);
-      t->shared_state().end_complete();
-    }
+    publish_failure(t, error);
     orphans_.push_back(t);  // MPI may still be reading its payload
   }
 }
@@ -604,9 +597,7 @@ void Pool::close_channel(bool workers_alive) {
   // Like Python's shutdown(wait=True), which joins its workers: the workers on this host
   // have exited when the pool is closed (bounded: Open MPI ends them in any case), so a
   // pool created next never spawns while the last one's processes are still leaving.
-  std::vector<pollfd> fds;
-  for (auto& w : workers_)
-    if (w.pidfd) fds.push_back({w.pidfd.get(), POLLIN, 0});
+  std::vector<pollfd> fds = std::exchange(watched_, {});
   const auto deadline = Clock::now() + 10s;
   while (!fds.empty() && Clock::now() < deadline) {
     if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) break;
@@ -637,11 +628,15 @@ void Pool::complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept 
   t->shared_state().release();
 }
 
-void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
+void Pool::publish_failure(RemoteWork* t, const std::exception_ptr& e) noexcept {
   if (t->shared_state().try_begin_complete()) {
     t->store_failure(e);
     t->shared_state().end_complete();
   }
+}
+
+void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
+  publish_failure(t, e);
   t->shared_state().release();
 }
 
