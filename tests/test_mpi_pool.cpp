@@ -14,6 +14,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -193,6 +194,109 @@ TEST(MPIPool, A64MiBPayloadRoundTripsIntact) {
   std::vector<std::byte> data(64u << 20);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = std::byte(i * 131 % 251);
   EXPECT_TRUE(ex.submit(echo, data).result() == data);
+}
+
+// ================================================================ large blocks
+std::vector<std::byte> pattern(std::size_t n, int seed) {
+  std::vector<std::byte> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = std::byte((i * 131 + seed) % 251);
+  return v;
+}
+// Two large blocks and small values each way.
+std::tuple<std::string, int, std::vector<std::byte>> swap_blocks(std::vector<std::byte> v,
+                                                                 std::string s, int k) {
+  for (auto& c : s) c = static_cast<char>(c + 1);
+  return {std::move(s), k + static_cast<int>(v.size() >> 20), std::move(v)};
+}
+std::uint64_t checksum(std::vector<std::byte> v) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::byte b : v) h = (h ^ static_cast<std::uint64_t>(b)) * 1099511628211ull;
+  return h;
+}
+
+void expect_blocks_round_trip(MPIPoolExecutor& ex) {
+  auto [s, k, v] = ex.submit(swap_blocks, pattern(3u << 20, 1), std::string(2u << 20, 'a'), 7)
+                       .result();
+  EXPECT_EQ(s, std::string(2u << 20, 'b'));
+  EXPECT_EQ(k, 10);
+  EXPECT_TRUE(v == pattern(3u << 20, 1));
+  auto big = pattern(16u << 20, 5);
+  EXPECT_EQ(ex.submit(checksum, big).result(), checksum(big));
+  EXPECT_TRUE(ex.submit(echo, big).result() == big);
+}
+
+// Shared memory pages this process has mapped, in KiB.
+long shmem_kib() {
+  std::ifstream in("/proc/self/status");
+  for (std::string key; in >> key;) {
+    long value = 0;
+    in >> value;
+    if (key == "RssShmem:") return value;
+  }
+  return -1;
+}
+
+TEST(MPIPool, OnOneHostLargeBlocksGoThroughSharedMemory) {
+  MPIPoolExecutor ex(2);
+  EXPECT_TRUE(ex.shares_memory());
+  expect_blocks_round_trip(ex);
+}
+
+struct WithoutSharedMemory {
+  WithoutSharedMemory() { concur::detail::mpi_share_memory(false); }
+  ~WithoutSharedMemory() { concur::detail::mpi_share_memory(true); }
+};
+
+TEST(MPIPool, WithoutSharedMemoryLargeBlocksGoThroughMPI) {
+  WithoutSharedMemory messages_only;
+  MPIPoolExecutor ex(1);
+  EXPECT_FALSE(ex.shares_memory());
+  expect_blocks_round_trip(ex);
+}
+
+// Each task's argument blocks are freed when its result comes, and a worker starts its
+// response area over with each task: forty 4 MiB round trips one after the other map
+// the same few pages again, not 320 MiB of new ones.
+TEST(MPIPool, SharedBlocksAreReusedFromTaskToTask) {
+  MPIPoolExecutor ex(1);
+  ASSERT_TRUE(ex.shares_memory());
+  auto data = pattern(4u << 20, 3);
+  ASSERT_TRUE(ex.submit(echo, data).result() == data);
+  const long before = shmem_kib();
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(ex.submit(echo, data).result() == data);
+  EXPECT_LT(shmem_kib() - before, 32 * 1024) << "KiB of shared memory mapped meanwhile";
+}
+
+// Cancelled and failed tasks give their blocks back too.
+TEST(MPIPool, CancelledAndFailedTasksFreeTheirBlocks) {
+  files::TestDir dir;
+  MPIPoolExecutor ex(1);
+  auto data = pattern(4u << 20, 9);
+  auto running = ex.submit(wait_release, dir.file("go"));
+  const long before = shmem_kib();
+  std::vector<concur::Future<std::uint64_t>> queued;
+  for (int i = 0; i < 8; ++i) queued.push_back(ex.submit(checksum, data));
+  for (auto& f : queued) EXPECT_TRUE(f.cancel());
+  for (int i = 0; i < 8; ++i) queued.push_back(ex.submit(checksum, data));
+  touch(dir.file("go"));
+  running.result();
+  for (std::size_t i = 8; i < queued.size(); ++i) EXPECT_EQ(queued[i].result(), checksum(data));
+  EXPECT_LT(shmem_kib() - before, 48 * 1024) << "KiB of shared memory mapped meanwhile";
+}
+
+TEST(MPIPool, AWorkerDyingWithLargeBlocksOutBreaksThePool) {
+  files::TestDir dir;
+  MPIPoolExecutor ex(1);
+  auto dying = ex.submit(
+      [](std::vector<std::byte> v, std::string release) {
+        crash_when(std::move(release), static_cast<int>(Crash::abort));
+        return v;
+      },
+      pattern(8u << 20, 2), dir.file("crash"));
+  auto pending = ex.submit(checksum, pattern(8u << 20, 4));
+  touch(dir.file("crash"));
+  expect_broken(dying, "died");
+  EXPECT_THROW(pending.result(60s), concur::BrokenProcessPool);
 }
 
 TEST(MPIPool, ManyPoolsInARowDoNotAccumulateDescriptors) {

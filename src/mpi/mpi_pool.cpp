@@ -19,6 +19,9 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -27,6 +30,7 @@
 #include "concur/detail/process_fd.hpp"
 #include "mpi/mpi_env.hpp"
 #include "mpi/protocol.hpp"
+#include "mpi/shared_blocks.hpp"
 #include "process/internal.hpp"
 
 namespace concur::detail {
@@ -40,6 +44,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_watch_local_workers{true};
+std::atomic<bool> g_share_memory{true};
 
 // A pool's parent side. User threads call submit_bulk/shutdown; progress() and the rest
 // run on the MPI thread.
@@ -62,6 +67,7 @@ class Pool final : public MpiPool {
     std::lock_guard lock(mu_);
     return !broken_.empty();
   }
+  bool shares_memory() const noexcept override { return shared_; }
 
   // ------------------------------------------------------------ the MPI thread
   void start();                  // spawn, hand-shake, initializer
@@ -84,7 +90,20 @@ class Pool final : public MpiPool {
     MPI_Request send = MPI_REQUEST_NULL;
     bool beating = false;        // sends kTagBeat
     Clock::time_point last_heard{};
+    std::unique_ptr<SharedMapping> responses;  // when the pool shares memory
+    AreaReader response_reader;
   };
+
+  // Out-of-band request blocks go to the pool's request area (workers on this host).
+  struct RequestSink final : OobSink {
+    Pool* pool;
+    RemoteWork* work;
+    RequestSink(Pool* p, RemoteWork* w) : pool(p), work(w) {}
+    std::uint64_t put(const void* data, std::size_t n) override;
+  };
+  void share_memory();  // start(): creates the areas when every worker is on this host
+  void free_blocks(RemoteWork* t) noexcept;
+  void close_areas() noexcept;
 
   bool receive_outcomes();
   bool dispatch();
@@ -92,9 +111,9 @@ class Pool final : public MpiPool {
   bool check_silences();
   void close_channel(bool workers_alive);
   void fail_pool(const std::string& why);
-  static void complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept;
+  void complete(RemoteWork* t, std::span<const std::byte> outcome, OobSource* blocks) noexcept;
   static void publish_failure(RemoteWork* t, const std::exception_ptr& e) noexcept;
-  static void fail(RemoteWork* t, const std::exception_ptr& e) noexcept;  // and release
+  void fail(RemoteWork* t, const std::exception_ptr& e) noexcept;  // and release
 
   const MpiPoolConfig cfg_;
   mutable std::mutex mu_;
@@ -110,6 +129,15 @@ class Pool final : public MpiPool {
   std::vector<pollfd> watched_;    // the pidfds of workers_, in order (this host's only)
   std::vector<RemoteWork*> orphans_;  // sent to a worker that died: MPI may still read them
   std::chrono::milliseconds tick_{0};
+
+  bool shared_ = false;  // set by start(), before the first submit
+  std::uint64_t token_ = 0;
+  // Submitting threads copy into the request area under a shared lock; closing the pool
+  // unmaps it under an exclusive one.
+  std::shared_mutex area_life_;
+  SharedMapping requests_;                      // area_life_
+  std::optional<AreaAllocator> request_alloc_;  // area_life_ to read, also alloc_mu_ to use
+  std::mutex alloc_mu_;
 };
 
 // The library's MPI thread: initialises MPI, runs commands for the pools (start), makes
@@ -295,6 +323,8 @@ void Pool::submit_bulk(std::span<TaskPtr> tasks) {
     if (!rw) throw SerializationError("concur: internal error: a task without a remote face");
     try {
       Writer w;
+      RequestSink sink(this, rw);
+      if (shared_) w.set_oob_sink(&sink);
       rw->encode_call(w);
       auto bytes = w.bytes();
       if (bytes.size() > static_cast<std::size_t>(INT_MAX))
@@ -304,6 +334,7 @@ void Pool::submit_bulk(std::span<TaskPtr> tasks) {
       rw->payload.assign(bytes.begin(), bytes.end());
       rw->drop_arguments();
     } catch (...) {
+      free_blocks(rw);
       rw->shared_state().try_set_exception(as_serialization_error(std::current_exception()));
       continue;
     }
@@ -318,7 +349,10 @@ void Pool::submit_bulk(std::span<TaskPtr> tasks) {
                                  ? std::make_exception_ptr(ShutdownError())
                                  : std::make_exception_ptr(BrokenProcessPool(broken_));
       lock.unlock();
-      for (RemoteWork* rw : ready) rw->shared_state().release();
+      for (RemoteWork* rw : ready) {
+        free_blocks(rw);
+        rw->shared_state().release();
+      }
       std::rethrow_exception(e);
     }
     for (RemoteWork* rw : ready) pending_.push_back(rw);
@@ -336,6 +370,7 @@ void Pool::shutdown(bool wait, bool cancel_futures) {
     }
   }
   for (RemoteWork* t : cancelled) {
+    free_blocks(t);
     t->shared_state().cancel();  // queued, so never marked running: always cancellable
     t->shared_state().release();
   }
@@ -426,24 +461,97 @@ void Pool::start() {
   const auto timeout = cfg_.heartbeat_timeout;
   const std::int64_t beat_ms =
       timeout.count() > 0 ? std::clamp<std::int64_t>(timeout.count() / 10, 10, 1000) : 0;
-  Writer init;
-  encode(init, std::tuple<std::vector<std::byte>, std::int64_t>(cfg_.initializer, beat_ms));
-  for (auto& w : workers_)
+  share_memory();
+  for (auto& w : workers_) {
+    Writer init;
+    const int response_fd = w.responses ? w.responses->fd() : -1;
+    encode(init, InitMessage(cfg_.initializer, beat_ms, static_cast<std::int32_t>(::getpid()),
+                             shared_ ? requests_.fd() : -1, response_fd, token_));
     MPI_Send(init.bytes().data(), static_cast<int>(init.bytes().size()), MPI_BYTE, w.info.rank,
              kTagInit, comm_);
+  }
   std::string init_failure;
+  bool attached = true;
   wait_for_all(kTagReady, [&](const Received& m) {
     Reader r(m.bytes());
-    auto [why, beating] = decode<std::tuple<std::string, bool>>(r);
+    auto [why, beating, mapped] = decode<ReadyMessage>(r);
     auto& w = workers_[static_cast<std::size_t>(m.source)];
+    attached = attached && mapped;
     w.beating = beating;
     w.last_heard = Clock::now();
     if (beating) tick_ = std::chrono::milliseconds(beat_ms);
     if (!why.empty() && init_failure.empty()) init_failure = why;
   });
+  if (shared_ && !attached) {
+    // One worker could not map the areas (another machine under the same host name, or
+    // /proc closed to it): every block goes through MPI then.
+    shared_ = false;
+    close_areas();
+  }
   if (!init_failure.empty()) {
     fail_pool("a worker's initializer failed: " + init_failure);
     close_channel(true);
+  }
+}
+
+void Pool::share_memory() {
+  const std::string here = processor_name();
+  if (!g_share_memory.load() ||
+      !std::all_of(workers_.begin(), workers_.end(),
+                   [&](const Worker& w) { return w.info.host == here; }))
+    return;
+  try {
+    std::random_device random;
+    token_ = (std::uint64_t{random()} << 32) ^ random();
+    create_area(requests_, "concur-mpi-requests", token_);
+    request_alloc_.emplace(&requests_, kAreaAlign, requests_.size() - kAreaAlign,
+                           kRetainBytes);
+    for (auto& w : workers_) {
+      w.responses = std::make_unique<SharedMapping>();
+      create_area(*w.responses, "concur-mpi-responses", token_);
+      w.response_reader = AreaReader(w.responses.get());
+    }
+    shared_ = true;
+  } catch (const std::exception&) {
+    // Out of descriptors or address space: MPI carries the blocks.
+    close_areas();
+  }
+}
+
+std::uint64_t Pool::RequestSink::put(const void* data, std::size_t n) {
+  std::shared_lock alive(pool->area_life_);
+  if (!pool->request_alloc_) throw ShutdownError();
+  std::size_t off;
+  {
+    std::lock_guard lock(pool->alloc_mu_);
+    off = pool->request_alloc_->allocate(n);
+  }
+  if (off == AreaAllocator::npos) throw_area_full(n, pool->requests_.size() - kAreaAlign);
+  const std::uint64_t id = kAreaAlign + off;
+  work->blocks.push_back(id);
+  std::memcpy(pool->requests_.base() + id, data, n);
+  return id;
+}
+
+void Pool::free_blocks(RemoteWork* t) noexcept {
+  if (t->blocks.empty()) return;
+  std::shared_lock alive(area_life_);
+  if (request_alloc_) {
+    std::lock_guard lock(alloc_mu_);
+    for (std::uint64_t id : t->blocks) request_alloc_->free(id - kAreaAlign);
+  }
+  t->blocks.clear();
+}
+
+void Pool::close_areas() noexcept {
+  {
+    std::unique_lock lock(area_life_);
+    request_alloc_.reset();
+    requests_.reset();
+  }
+  for (auto& w : workers_) {
+    w.response_reader = AreaReader();
+    w.responses.reset();
   }
 }
 
@@ -488,7 +596,7 @@ bool Pool::receive_outcomes() {
     RemoteWork* t = std::exchange(w.task, nullptr);
     w.last_heard = Clock::now();
     MPI_Wait(&w.send, MPI_STATUS_IGNORE);  // the worker has it all: completes at once
-    if (t) complete(t, m.bytes());
+    if (t) complete(t, m.bytes(), w.responses ? &w.response_reader : nullptr);
     m = {};
   }
   return any;
@@ -513,6 +621,7 @@ bool Pool::dispatch() {
         run = false;
       }
       if (!run) {
+        free_blocks(t);
         t->shared_state().release();
         continue;
       }
@@ -580,6 +689,7 @@ void Pool::fail_pool(const std::string& why) {
     if (!w.task) continue;
     RemoteWork* t = std::exchange(w.task, nullptr);
     publish_failure(t, error);
+    free_blocks(t);  // its worker is gone: nobody reads them
     orphans_.push_back(t);  // MPI may still be reading its payload
   }
 }
@@ -604,6 +714,7 @@ void Pool::close_channel(bool workers_alive) {
     std::erase_if(fds, [](const pollfd& p) { return (p.revents & POLLIN) != 0; });
   }
   for (auto& w : workers_) w.pidfd.reset();
+  close_areas();
   {
     std::lock_guard lock(mu_);
     closed_.store(true, std::memory_order_release);
@@ -618,9 +729,11 @@ void Pool::stop_now() {
   close_channel(idle);
 }
 
-void Pool::complete(RemoteWork* t, std::span<const std::byte> outcome) noexcept {
+void Pool::complete(RemoteWork* t, std::span<const std::byte> outcome,
+                    OobSource* blocks) noexcept {
+  free_blocks(t);  // the worker has finished with its arguments
   if (t->shared_state().try_begin_complete()) {
-    Reader r(outcome);
+    Reader r(outcome, blocks);
     t->decode_outcome(r);
     t->shared_state().end_complete();
   }
@@ -636,6 +749,7 @@ void Pool::publish_failure(RemoteWork* t, const std::exception_ptr& e) noexcept 
 }
 
 void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
+  free_blocks(t);
   publish_failure(t, e);
   t->shared_state().release();
 }
@@ -657,6 +771,8 @@ void mpi_start_runtime() {
 }
 
 void mpi_watch_local_workers(bool watch) noexcept { g_watch_local_workers.store(watch); }
+
+void mpi_share_memory(bool share) noexcept { g_share_memory.store(share); }
 
 }  // namespace concur::detail
 
@@ -692,6 +808,8 @@ void MPIPoolExecutor::shutdown(bool wait, bool cancel_futures) {
 int MPIPoolExecutor::max_workers() const noexcept { return pool_->max_workers(); }
 
 std::vector<MPIWorkerInfo> MPIPoolExecutor::workers() const { return pool_->workers(); }
+
+bool MPIPoolExecutor::shares_memory() const noexcept { return pool_->shares_memory(); }
 
 void MPIPoolExecutor::enqueue(detail::TaskPtr task) {
   detail::TaskPtr one[1] = {std::move(task)};

@@ -25,6 +25,7 @@
 #include "concur/errors.hpp"
 #include "mpi/mpi_env.hpp"
 #include "mpi/protocol.hpp"
+#include "mpi/shared_blocks.hpp"
 #include "process/internal.hpp"
 
 namespace concur::detail {
@@ -133,7 +134,16 @@ Heartbeat g_heartbeat;
   if (m.tag == kTagExit) leave(parent);  // refused: a different binary
   if (m.tag != kTagInit) fail("unexpected message before the initializer");
   Reader init(m.bytes());
-  auto [initializer, beat_ms] = decode<std::tuple<std::vector<std::byte>, std::int64_t>>(init);
+  auto [initializer, beat_ms, parent_pid, request_fd, response_fd, token] =
+      decode<InitMessage>(init);
+  // Large blocks through shared memory when the parent offers it and this worker can map
+  // both areas (it is really on the parent's host).
+  SharedMapping requests, responses;
+  const bool mapped = request_fd >= 0 && response_fd >= 0 &&
+                      attach_area(requests, parent_pid, request_fd, token) &&
+                      attach_area(responses, parent_pid, response_fd, token);
+  AreaReader request_reader(&requests);
+  ResponseWriter response_writer(&responses);
   Writer out;
   if (!initializer.empty()) {
     Reader in(initializer);
@@ -142,7 +152,7 @@ Heartbeat g_heartbeat;
   std::string why = is_exception_outcome(out.bytes()) ? exception_outcome_text(out.bytes()) : "";
   const bool beating = beat_ms > 0 && provided >= MPI_THREAD_MULTIPLE && why.empty();
   Writer ready;
-  encode(ready, std::tuple<std::string, bool>(why, beating));
+  encode(ready, ReadyMessage(why, beating, mapped));
   send(parent, kTagReady, ready.bytes());
   if (beating) g_heartbeat.start(parent, std::chrono::milliseconds(beat_ms));
 
@@ -151,7 +161,12 @@ Heartbeat g_heartbeat;
     if (m.tag == kTagExit) leave(parent);
     if (m.tag != kTagCall) fail("unexpected message tag " + std::to_string(m.tag));
     out.clear();
-    Reader in(m.bytes());
+    Reader in(m.bytes(), mapped ? &request_reader : nullptr);
+    if (mapped) {
+      // The parent decoded the last result before sending this task: its blocks are free.
+      response_writer.start_over();
+      out.set_oob_sink(&response_writer);
+    }
     run_remote_call(in, out);
     m = {};
     // What the task printed goes out before its result (as in a process pool's worker).

@@ -1,11 +1,7 @@
 // The shared-memory transport: memfd-backed channels with byte rings, futex/eventfd
 // doorbells and sparse out-of-band areas (see detail/process_transport.hpp).
-#include <fcntl.h>
-#include <linux/falloc.h>
 #include <sched.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <new>
@@ -26,6 +21,7 @@
 #include "concur/detail/process_transport.hpp"
 #include "concur/errors.hpp"
 #include "process/internal.hpp"
+#include "process/shm_area.hpp"
 
 namespace concur::detail {
 
@@ -41,69 +37,6 @@ namespace {
 constexpr std::uint64_t kPoolMagic = 0x434f4e4355525050ull;     // "CONCURPP"
 constexpr std::uint64_t kChannelMagic = 0x434f4e4355524348ull;  // "CONCURCH"
 constexpr std::uint32_t kVersion = 1;
-constexpr std::size_t kPage = 4096;
-constexpr std::size_t kAreaAlign = std::size_t{2} << 20;  // areas start 2 MiB aligned
-
-std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
-
-std::size_t default_area_size() {
-#if defined(CONCUR_TSAN)
-  // TSan maps shadow for every application mapping; keep its areas modest.
-  return std::size_t{4} << 30;
-#else
-  std::size_t ram = physical_memory();
-  std::size_t want = std::max<std::size_t>(ram, std::size_t{4} << 30);
-  return round_up(std::min<std::size_t>(want, std::size_t{64} << 30), kAreaAlign);
-#endif
-}
-
-// ---------------------------------------------------------------- mapped memfd
-class Mapping {
- public:
-  Mapping() = default;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (base_) ::munmap(base_, size_);
-  }
-
-  void create(const char* name, std::size_t size) {
-    int fd = ::memfd_create(name, MFD_CLOEXEC);
-    if (fd < 0) throw_os_error("memfd_create", errno);
-    fd_ = UniqueFd(fd);
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_os_error("ftruncate", errno);
-    map(size);
-  }
-  void attach(UniqueFd fd, std::size_t min_size) {
-    fd_ = std::move(fd);
-    struct stat st;
-    if (::fstat(fd_.get(), &st) != 0) throw_os_error("fstat", errno);
-    if (static_cast<std::size_t>(st.st_size) < min_size)
-      throw SerializationError("concur: shared channel smaller than its header says");
-    map(static_cast<std::size_t>(st.st_size));
-  }
-  std::byte* base() const noexcept { return base_; }
-  std::size_t size() const noexcept { return size_; }
-  int fd() const noexcept { return fd_.get(); }
-  // Gives the pages of [off, off+n) back to the system (both processes see zeros after).
-  void punch(std::size_t off, std::size_t n) noexcept {
-    ::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
-                static_cast<off_t>(n));
-  }
-
- private:
-  void map(std::size_t size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                     fd_.get(), 0);
-    if (p == MAP_FAILED) throw_os_error("mmap of a shared channel", errno);
-    base_ = static_cast<std::byte*>(p);
-    size_ = size;
-  }
-  UniqueFd fd_;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-};
-
 // ---------------------------------------------------------------- shared layouts
 struct PoolHeader {
   std::uint64_t magic;
@@ -299,114 +232,6 @@ class RingReader {
   std::atomic<std::uint64_t>* head_;
 };
 
-// ---------------------------------------------------------------- area allocator
-// Best-fit allocator over offsets of a sparse area, local to the one process that writes
-// the area. Freed pages stay mapped up to `retain` bytes so equal-sized payloads reuse
-// already-faulted pages; beyond that they are punched out and returned to the system.
-class AreaAllocator {
- public:
-  AreaAllocator(Mapping* map, std::size_t area_off, std::size_t area_size, std::size_t retain)
-      : map_(map), area_off_(area_off), retain_(retain) {
-    free_by_off_[0] = area_size;
-    free_by_size_.emplace(area_size, 0);
-  }
-
-  // Offset (within the area) of n bytes, or npos when full.
-  std::size_t allocate(std::size_t n) {
-    std::size_t align = n >= (std::size_t{64} << 10) ? kPage : 64;
-    std::size_t size = round_up(std::max<std::size_t>(n, 1), align);
-    // Best fit: smallest free block that can hold size after aligning its start.
-    for (auto it = free_by_size_.lower_bound(size); it != free_by_size_.end(); ++it) {
-      std::size_t off = it->second, len = it->first;
-      std::size_t start = round_up(off, align);
-      if (start - off + size > len) continue;
-      erase_free(off, len);
-      if (start > off) insert_free(off, start - off);
-      std::size_t end = start + size, block_end = off + len;
-      if (block_end > end) insert_free(end, block_end - end);
-      used_[start] = size;
-      if (end > brk_) brk_ = end;
-      retained_ -= std::min(retained_, overlap_committed(start, size));
-      return start;
-    }
-    return npos_;
-  }
-
-  void free(std::size_t off) noexcept {
-    auto it = used_.find(off);
-    if (it == used_.end()) return;
-    std::size_t size = it->second;
-    used_.erase(it);
-    retained_ += size;
-    if (retained_ > retain_) {
-      // Give these pages back (they are page aligned when large).
-      std::size_t a = round_up(off, kPage), e = (off + size) / kPage * kPage;
-      if (e > a) {
-        map_->punch(area_off_ + a, e - a);
-        retained_ -= std::min(retained_, e - a);
-      }
-    }
-    // Coalesce with neighbours.
-    std::size_t start = off, len = size;
-    auto next = free_by_off_.lower_bound(off);
-    if (next != free_by_off_.end() && next->first == off + size) {
-      len += next->second;
-      erase_free(next->first, next->second);
-    }
-    auto prev = free_by_off_.lower_bound(off);
-    if (prev != free_by_off_.begin()) {
-      --prev;
-      if (prev->first + prev->second == off) {
-        start = prev->first;
-        len += prev->second;
-        erase_free(prev->first, prev->second);
-      }
-    }
-    insert_free(start, len);
-  }
-
-  bool owns(std::size_t off, std::size_t n) const noexcept {
-    auto it = used_.find(off);
-    return it != used_.end() && n <= it->second;
-  }
-
-  static constexpr std::size_t npos_ = static_cast<std::size_t>(-1);
-
- private:
-  // Committed (retained) bytes a fresh allocation reuses: approximate, for accounting.
-  std::size_t overlap_committed(std::size_t start, std::size_t size) const noexcept {
-    return start < brk_ ? std::min(size, brk_ - start) : 0;
-  }
-  void insert_free(std::size_t off, std::size_t len) {
-    free_by_off_[off] = len;
-    free_by_size_.emplace(len, off);
-  }
-  void erase_free(std::size_t off, std::size_t len) {
-    free_by_off_.erase(off);
-    auto range = free_by_size_.equal_range(len);
-    for (auto it = range.first; it != range.second; ++it)
-      if (it->second == off) {
-        free_by_size_.erase(it);
-        break;
-      }
-  }
-
-  Mapping* map_;
-  std::size_t area_off_;
-  std::size_t retain_;
-  std::size_t retained_ = 0;
-  std::size_t brk_ = 0;
-  std::map<std::size_t, std::size_t> free_by_off_;
-  std::multimap<std::size_t, std::size_t> free_by_size_;
-  std::map<std::size_t, std::size_t> used_;
-};
-
-[[noreturn]] void throw_area_full(std::size_t n, std::size_t area) {
-  throw SerializationError("concur: a payload block of " + std::to_string(n) +
-                           " bytes does not fit in the shared transfer area (" +
-                           std::to_string(area >> 20) + " MiB)");
-}
-
 // ---------------------------------------------------------------- parent side
 class ShmPool;
 
@@ -490,7 +315,7 @@ class ShmLink final : public WorkerLink, private OobSource {
     return {map_.base() + hdr_->area_off + id, n};
   }
 
-  Mapping map_;
+  SharedMapping map_;
   ChannelHeader* hdr_ = nullptr;
   RingWriter writer_{nullptr, 1, nullptr, nullptr};
   RingReader reader_{nullptr, 1, nullptr, nullptr};
@@ -507,7 +332,7 @@ class ShmPool final : public PoolTransport {
     if (cfg_.ring_bytes < 4 * kPage || (cfg_.ring_bytes & (cfg_.ring_bytes - 1)))
       throw std::invalid_argument("ring_bytes must be a power of two >= 16 KiB");
     if (cfg_.max_inline > cfg_.ring_bytes / 4) cfg_.max_inline = cfg_.ring_bytes / 4;
-    map_ = std::make_unique<Mapping>();
+    map_ = std::make_unique<SharedMapping>();
     map_->create("concur-pool", kAreaAlign + cfg_.request_area);
     hdr_ = new (map_->base()) PoolHeader{};
     hdr_->magic = kPoolMagic;
@@ -533,7 +358,7 @@ class ShmPool final : public PoolTransport {
       std::lock_guard lock(mu_);
       off = alloc_->allocate(n);
     }
-    if (off == AreaAllocator::npos_) throw_area_full(n, cfg_.request_area);
+    if (off == AreaAllocator::npos) throw_area_full(n, cfg_.request_area);
     std::memcpy(map_->base() + kAreaAlign + off, data, n);
     return off;
   }
@@ -599,7 +424,7 @@ class ShmPool final : public PoolTransport {
   // Held shared by every use of the mapping, exclusively by close().
   mutable std::shared_mutex life_;
   bool closed_ = false;
-  std::unique_ptr<Mapping> map_;
+  std::unique_ptr<SharedMapping> map_;
   PoolHeader* hdr_ = nullptr;
   std::mutex mu_;
   std::optional<AreaAllocator> alloc_;
@@ -776,7 +601,7 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
   std::uint64_t place(std::uint64_t seq, const void* data, std::size_t n) {
     reclaim();
     std::size_t off = alloc_->allocate(n);
-    if (off == AreaAllocator::npos_) throw_area_full(n, hdr_->area_size);
+    if (off == AreaAllocator::npos) throw_area_full(n, hdr_->area_size);
     blocks_.emplace_back(seq, off);
     std::memcpy(chan_map_.base() + hdr_->area_off + off, data, n);
     return off;
@@ -823,8 +648,8 @@ class ShmEndpoint final : public WorkerEndpoint, private OobSource {
     return {pool_map_.base() + pool_->area_off + id, n};
   }
 
-  Mapping pool_map_;
-  Mapping chan_map_;
+  SharedMapping pool_map_;
+  SharedMapping chan_map_;
   UniqueFd doorbell_;
   PoolHeader* pool_ = nullptr;
   ChannelHeader* hdr_ = nullptr;

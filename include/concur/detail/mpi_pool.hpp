@@ -47,6 +47,8 @@ class MpiPool {
   virtual int max_workers() const noexcept = 0;
   virtual std::vector<MPIWorkerInfo> workers() const = 0;
   virtual bool broken() const noexcept = 0;
+  // Large blocks travel through shared memory (every worker is on this host).
+  virtual bool shares_memory() const noexcept = 0;
 
  protected:
   MpiPool() = default;
@@ -57,5 +59,8 @@ void mpi_start_runtime();
 // Testing: whether pools created from now on watch the workers on this host through
 // pidfds (true, the default); false makes them rely on heartbeats as for other hosts.
 void mpi_watch_local_workers(bool watch) noexcept;
+// Testing: whether pools created from now on pass large blocks to workers on this host
+// through shared memory (true, the default); false sends everything as MPI messages.
+void mpi_share_memory(bool share) noexcept;
 
 }  // namespace concur::detail
