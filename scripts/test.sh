@@ -18,6 +18,12 @@ for p in "${presets[@]}"; do
   cmake --preset "$p" >/dev/null
   cmake --build --preset "$p" -j "$jobs"
   echo "=== [$p] test"
-  ctest --preset "$p" -j "$jobs"
+  ctest --preset "$p" -j "$jobs" -LE '^(mpi|test_mpi_pool)$'
+  # Debian 12's Open MPI 4.1.4 with PMIx 4.2.2 hangs inside MPI_Comm_spawn about once in
+  # a few hundred spawns on a loaded machine (a worker's PMIx_Init is never answered;
+  # openpmix issue 2735). The library turns that hang into an OSError after spawn_timeout
+  # and cannot recover in-process, so an MPI test that met it runs again, at most twice:
+  # ctest's output keeps the failed attempt.
+  ctest --preset "$p" -j "$jobs" -L '^(mpi|test_mpi_pool)$' --no-tests=ignore --repeat until-pass:3
 done
 echo "=== all test runs passed: ${presets[*]}"

@@ -68,6 +68,13 @@ struct MPIPoolOptions {
   // breaks the pool (workers beat ten times per timeout, also while running a task).
   // 0: no heartbeats (then only deaths on this host are noticed).
   std::chrono::milliseconds heartbeat_timeout{std::chrono::seconds(10)};
+  // The workers must be spawned, have shaken hands and have run the initializer within
+  // this long, or the constructor throws OSError. Debian 12's Open MPI 4.1 with PMIx 4.2
+  // hangs now and then inside MPI_Comm_spawn (about once in a few hundred spawns on a
+  // loaded machine); the library's MPI thread then stays stuck inside MPI, so this and
+  // every later pool of the program fail with OSError instead of hanging, and pools made
+  // before stop making progress. 0: wait for ever.
+  std::chrono::milliseconds spawn_timeout{std::chrono::seconds(60)};
 };
 
 class MPIPoolExecutor final : public Executor {

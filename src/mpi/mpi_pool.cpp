@@ -45,6 +45,7 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_watch_local_workers{true};
 std::atomic<bool> g_share_memory{true};
+std::atomic<std::int64_t> g_spawn_delay_ms{0};
 
 // A pool's parent side. User threads call submit_bulk/shutdown; progress() and the rest
 // run on the MPI thread.
@@ -152,16 +153,31 @@ class Runtime {
   // Runs fn on the MPI thread and returns its result, or rethrows what it threw.
   template <class F>
   auto call(F fn) -> decltype(fn()) {
+    if (on_mpi_thread()) {  // from a done-callback
+      if (auto why = stuck(); !why.empty()) throw OSError(why, 0);
+      return fn();
+    }
+    return post(std::move(fn)).get();
+  }
+  // Queues fn for the MPI thread; its future has fn's result or exception.
+  template <class F>
+  auto post(F fn) -> std::future<decltype(fn())> {
     if (start_error_) std::rethrow_exception(start_error_);
-    if (on_mpi_thread()) return fn();  // from a done-callback
-    std::packaged_task<decltype(fn())()> job(std::move(fn));
-    auto result = job.get_future();
+    if (auto why = stuck(); !why.empty()) throw OSError(why, 0);
+    // Shared with the command: a caller that stops waiting must not leave it dangling.
+    auto job = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+    auto result = job->get_future();
     {
       std::lock_guard lock(mu_);
-      commands_.emplace_back([&job] { job(); });
+      commands_.emplace_back([job] { (*job)(); });
     }
     poke();
-    return result.get();
+    return result;
+  }
+  // The MPI thread is inside MPI for good: every later call fails with `why`.
+  void mark_stuck(const std::string& why) {
+    std::lock_guard lock(mu_);
+    stuck_ = why;
   }
 
   // Tells the MPI thread that a pool has news (work, a shutdown); wakes it if it sleeps.
@@ -195,6 +211,16 @@ class Runtime {
     }
     sleeping_.store(true);  // make the poke write
     poke();
+    if (!stuck().empty()) {
+      // Taken for stuck inside MPI: give it a moment, then let the process exit end it
+      // (nothing can be finalised).
+      for (int i = 0; i < 500 && !exited_.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (!exited_.load()) {
+        thread_.detach();
+        return;
+      }
+    }
     thread_.join();
   }
 
@@ -224,6 +250,7 @@ class Runtime {
     if (finalize_ && !finalized) MPI_Finalize();
     if (finalize_ || finalized)
       for (RemoteWork* t : orphans_) t->shared_state().release();
+    exited_.store(true);
   }
 
   void retire_closed_pools() {
@@ -295,9 +322,16 @@ class Runtime {
     }
   }
 
+  std::string stuck() {
+    std::lock_guard lock(mu_);
+    return stuck_;
+  }
+
   std::mutex mu_;
   std::deque<std::function<void()>> commands_;  // mu_
   bool stop_ = false;                           // mu_
+  std::string stuck_;                           // mu_; why calls fail, once stuck
+  std::atomic<bool> exited_{false};             // run() has returned
   std::atomic<bool> sleeping_{false};
   UniqueFd wake_;
   std::vector<std::shared_ptr<Pool>> pools_;  // the MPI thread's
@@ -385,6 +419,9 @@ void Pool::shutdown(bool wait, bool cancel_futures) {
 // ---------------------------------------------------------------- Pool: the MPI thread
 
 void Pool::start() {
+  const auto started = Clock::now();
+  if (auto delay = g_spawn_delay_ms.load(); delay > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
   char exe[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) throw OSError("concur: cannot read /proc/self/exe", errno);
@@ -419,7 +456,8 @@ void Pool::start() {
 
   // Hand-shake: every worker says who it is; a different binary is refused.
   const std::string here = processor_name();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto deadline = cfg_.spawn_timeout.count() > 0 ? started + cfg_.spawn_timeout
+                                                       : Clock::time_point::max();
   std::string refused;
   auto wait_for_all = [&](int tag, auto&& on_message) {
     for (int got = 0; got < cfg_.max_workers;) {
@@ -427,8 +465,9 @@ void Pool::start() {
       if (try_receive(comm_, MPI_ANY_SOURCE, tag, m)) {
         on_message(m);
         ++got;
-      } else if (std::chrono::steady_clock::now() > deadline) {
-        throw OSError("concur: MPI workers did not answer within 60 s of being spawned", 0);
+      } else if (Clock::now() > deadline) {
+        throw OSError("concur: MPI workers did not answer within the spawn_timeout (" +
+                          std::to_string(cfg_.spawn_timeout.count()) + " ms)", 0);
       } else {
         ::sched_yield();
       }
@@ -757,12 +796,35 @@ void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
 }  // namespace
 
 std::shared_ptr<MpiPool> MpiPool::create(MpiPoolConfig config) {
+  // The pool's own deadline covers the hand-shake; this one, a little later, a spawn that
+  // never returns.
+  const auto timeout = config.spawn_timeout.count() > 0
+                           ? config.spawn_timeout + std::chrono::seconds(2)
+                           : std::chrono::milliseconds(0);
   auto pool = std::make_shared<Pool>(std::move(config));
   auto& rt = Runtime::get();
-  rt.call([&] {
+  // Whoever comes first claims the pool: the MPI thread once started (it adopts it), or
+  // the caller giving up (the MPI thread then closes the pool if it ever gets that far).
+  auto claimed = std::make_shared<std::atomic<bool>>(false);
+  auto started = rt.post([pool, claimed, &rt] {
     pool->start();
+    if (claimed->exchange(true)) {
+      pool->stop_now();
+      return;
+    }
     rt.adopt(pool);
   });
+  if (timeout.count() > 0 && started.wait_for(timeout) == std::future_status::timeout &&
+      !claimed->exchange(true)) {
+    const std::string why =
+        "concur: MPI did not start the pool's workers within the spawn_timeout (" +
+        std::to_string(timeout.count()) + " ms); the library's MPI thread is stuck inside "
+        "MPI (Debian 12's Open MPI 4.1 with PMIx 4.2 hangs now and then in MPI_Comm_spawn), "
+        "so this program cannot start MPI pools any more";
+    rt.mark_stuck(why);
+    throw OSError(why, 0);
+  }
+  started.get();
   return pool;
 }
 
@@ -773,6 +835,10 @@ void mpi_start_runtime() {
 void mpi_watch_local_workers(bool watch) noexcept { g_watch_local_workers.store(watch); }
 
 void mpi_share_memory(bool share) noexcept { g_share_memory.store(share); }
+
+void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept {
+  g_spawn_delay_ms.store(delay.count());
+}
 
 }  // namespace concur::detail
 
@@ -796,6 +862,9 @@ MPIPoolExecutor::MPIPoolExecutor(MPIPoolOptions options) {
   if (options.heartbeat_timeout.count() < 0)
     throw std::invalid_argument("heartbeat_timeout must not be negative");
   cfg.heartbeat_timeout = options.heartbeat_timeout;
+  if (options.spawn_timeout.count() < 0)
+    throw std::invalid_argument("spawn_timeout must not be negative");
+  cfg.spawn_timeout = options.spawn_timeout;
   pool_ = detail::MpiPool::create(std::move(cfg));
 }
 

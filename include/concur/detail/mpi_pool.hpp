@@ -31,6 +31,7 @@ struct MpiPoolConfig {
   std::vector<std::byte> initializer;  // an encoded call returning void; empty: none
   std::vector<std::pair<std::string, std::string>> spawn_info;
   std::chrono::milliseconds heartbeat_timeout{10'000};  // 0: no heartbeats
+  std::chrono::milliseconds spawn_timeout{60'000};      // 0: none
 };
 
 class MpiPool {
@@ -62,5 +63,8 @@ void mpi_watch_local_workers(bool watch) noexcept;
 // Testing: whether pools created from now on pass large blocks to workers on this host
 // through shared memory (true, the default); false sends everything as MPI messages.
 void mpi_share_memory(bool share) noexcept;
+// Testing: pools created from now on pause this long before spawning (as if MPI_Comm_spawn
+// hung for that long).
+void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept;
 
 }  // namespace concur::detail
