@@ -251,6 +251,18 @@ TEST(MPIPool, WithoutSharedMemoryLargeBlocksGoThroughMPI) {
   expect_blocks_round_trip(ex);
 }
 
+// A worker that maps something else than the pool's areas (the token in their first page
+// differs: another machine under the same host name) makes the pool use MPI messages.
+TEST(MPIPool, WorkersThatCannotMapTheAreasMakeThePoolFallBackToMPI) {
+  struct WrongToken {
+    WrongToken() { concur::detail::mpi_debug_wrong_token(true); }
+    ~WrongToken() { concur::detail::mpi_debug_wrong_token(false); }
+  } wrong;
+  MPIPoolExecutor ex(2);
+  EXPECT_FALSE(ex.shares_memory());
+  expect_blocks_round_trip(ex);
+}
+
 // Each task's argument blocks are freed when its result comes, and a worker starts its
 // response area over with each task: forty 4 MiB round trips one after the other map
 // the same few pages again, not 320 MiB of new ones.

@@ -46,6 +46,7 @@ using Clock = std::chrono::steady_clock;
 std::atomic<bool> g_watch_local_workers{true};
 std::atomic<bool> g_share_memory{true};
 std::atomic<std::int64_t> g_spawn_delay_ms{0};
+std::atomic<bool> g_wrong_token{false};
 
 // A pool's parent side. User threads call submit_bulk/shutdown; progress() and the rest
 // run on the MPI thread.
@@ -504,8 +505,9 @@ void Pool::start() {
   for (auto& w : workers_) {
     Writer init;
     const int response_fd = w.responses ? w.responses->fd() : -1;
+    const std::uint64_t token = g_wrong_token.load() ? ~token_ : token_;
     encode(init, InitMessage(cfg_.initializer, beat_ms, static_cast<std::int32_t>(::getpid()),
-                             shared_ ? requests_.fd() : -1, response_fd, token_));
+                             shared_ ? requests_.fd() : -1, response_fd, token));
     MPI_Send(init.bytes().data(), static_cast<int>(init.bytes().size()), MPI_BYTE, w.info.rank,
              kTagInit, comm_);
   }
@@ -835,6 +837,8 @@ void mpi_start_runtime() {
 void mpi_watch_local_workers(bool watch) noexcept { g_watch_local_workers.store(watch); }
 
 void mpi_share_memory(bool share) noexcept { g_share_memory.store(share); }
+
+void mpi_debug_wrong_token(bool wrong) noexcept { g_wrong_token.store(wrong); }
 
 void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept {
   g_spawn_delay_ms.store(delay.count());

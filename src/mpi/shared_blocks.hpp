@@ -45,7 +45,9 @@ inline bool attach_area(SharedMapping& m, pid_t parent, int fd, std::uint64_t to
   }
   AreaHeader h;
   std::memcpy(&h, m.base(), sizeof h);
-  return h.magic == kAreaMagic && h.token == token;
+  if (h.magic == kAreaMagic && h.token == token) return true;
+  m.reset();
+  return false;
 }
 
 // Reads blocks of an area by offset, checked against its bounds.

@@ -142,6 +142,7 @@ Heartbeat g_heartbeat;
   const bool mapped = request_fd >= 0 && response_fd >= 0 &&
                       attach_area(requests, parent_pid, request_fd, token) &&
                       attach_area(responses, parent_pid, response_fd, token);
+  if (!mapped) requests.reset();
   AreaReader request_reader(&requests);
   ResponseWriter response_writer(&responses);
   Writer out;

@@ -63,6 +63,9 @@ void mpi_watch_local_workers(bool watch) noexcept;
 // Testing: whether pools created from now on pass large blocks to workers on this host
 // through shared memory (true, the default); false sends everything as MPI messages.
 void mpi_share_memory(bool share) noexcept;
+// Testing: pools created from now on give their workers a wrong token for the shared
+// areas (as a worker on another machine under the same host name would find).
+void mpi_debug_wrong_token(bool wrong) noexcept;
 // Testing: pools created from now on pause this long before spawning (as if MPI_Comm_spawn
 // hung for that long).
 void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept;
