@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -369,6 +370,22 @@ TEST(MPIPool, DoneCallbacksRunInTheParent) {
   f.add_done_callback([&](const concur::Future<int>&) { where.set_value(::getpid()); });
   EXPECT_EQ(where.get_future().get(), ::getpid());
   EXPECT_NE(f.result(), ::getpid());
+}
+
+// A done-callback runs on the library's MPI thread; a pool made there starts at once.
+TEST(MPIPool, APoolCanBeMadeInADoneCallback) {
+  MPIPoolExecutor ex(1);
+  std::unique_ptr<MPIPoolExecutor> inner;
+  std::promise<void> made;
+  auto f = ex.submit(add, 1, 2);
+  f.add_done_callback([&](const concur::Future<int>&) {
+    inner = std::make_unique<MPIPoolExecutor>(1);
+    made.set_value();
+  });
+  made.get_future().get();
+  EXPECT_EQ(inner->submit(add, 3, 4).result(), 7);
+  EXPECT_EQ(ex.submit(add, 5, 6).result(), 11);
+  inner.reset();
 }
 
 // ================================================================ map

@@ -195,7 +195,9 @@ class Runtime {
 
   bool on_mpi_thread() const noexcept { return std::this_thread::get_id() == thread_.get_id(); }
 
-  void adopt(std::shared_ptr<Pool> p) { pools_.push_back(std::move(p)); }  // MPI thread
+  // MPI thread. Joins the pools at the loop's next turn: a done-callback that makes a
+  // pool runs while the loop walks the list.
+  void adopt(std::shared_ptr<Pool> p) { incoming_.push_back(std::move(p)); }
 
  private:
   Runtime() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
@@ -274,6 +276,8 @@ class Runtime {
         stop = stop_;
       }
       for (auto& c : commands) c();
+      for (auto& p : incoming_) pools_.push_back(std::move(p));
+      incoming_.clear();
       if (stop) {
         for (auto& p : pools_) p->stop_now();
         retire_closed_pools();
@@ -335,7 +339,8 @@ class Runtime {
   std::atomic<bool> exited_{false};             // run() has returned
   std::atomic<bool> sleeping_{false};
   UniqueFd wake_;
-  std::vector<std::shared_ptr<Pool>> pools_;  // the MPI thread's
+  std::vector<std::shared_ptr<Pool>> pools_;     // the MPI thread's
+  std::vector<std::shared_ptr<Pool>> incoming_;  // the MPI thread's: adopted, not yet in pools_
   std::vector<RemoteWork*> orphans_;          // the MPI thread's; released after finalising
   bool finalize_ = false;
   std::exception_ptr start_error_;
@@ -800,11 +805,16 @@ void Pool::fail(RemoteWork* t, const std::exception_ptr& e) noexcept {
 std::shared_ptr<MpiPool> MpiPool::create(MpiPoolConfig config) {
   // The pool's own deadline covers the hand-shake; this one, a little later, a spawn that
   // never returns.
-  const auto timeout = config.spawn_timeout.count() > 0
-                           ? config.spawn_timeout + std::chrono::seconds(2)
-                           : std::chrono::milliseconds(0);
+  const auto spawn_timeout = config.spawn_timeout;
+  const auto timeout = spawn_timeout.count() > 0 ? spawn_timeout + std::chrono::seconds(2)
+                                                 : std::chrono::milliseconds(0);
   auto pool = std::make_shared<Pool>(std::move(config));
   auto& rt = Runtime::get();
+  if (rt.on_mpi_thread()) {  // made in a done-callback: no thread left to wait from
+    rt.call([&] { pool->start(); });
+    rt.adopt(pool);
+    return pool;
+  }
   // Whoever comes first claims the pool: the MPI thread once started (it adopts it), or
   // the caller giving up (the MPI thread then closes the pool if it ever gets that far).
   auto claimed = std::make_shared<std::atomic<bool>>(false);
@@ -820,9 +830,10 @@ std::shared_ptr<MpiPool> MpiPool::create(MpiPoolConfig config) {
       !claimed->exchange(true)) {
     const std::string why =
         "concur: MPI did not start the pool's workers within the spawn_timeout (" +
-        std::to_string(timeout.count()) + " ms); the library's MPI thread is stuck inside "
-        "MPI (Debian 12's Open MPI 4.1 with PMIx 4.2 hangs now and then in MPI_Comm_spawn), "
-        "so this program cannot start MPI pools any more";
+        std::to_string(spawn_timeout.count()) +
+        " ms); the library's MPI thread is stuck inside MPI (Debian 12's Open MPI 4.1 with "
+        "PMIx 4.2 hangs now and then in MPI_Comm_spawn), so this program cannot start MPI "
+        "pools any more";
     rt.mark_stuck(why);
     throw OSError(why, 0);
   }
