@@ -6,13 +6,16 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -447,6 +450,49 @@ TEST(MPIPool, AFailingInitializerBreaksThePool) {
 }
 
 // ================================================================ cancel and shutdown
+// Worker processes of this program's MPI pools: the children of its Open MPI daemon.
+std::vector<pid_t> mpi_workers() {
+  auto parent_of = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');  // the name may hold spaces
+    if (close == std::string::npos) return pid_t{-1};
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid = -1;
+    rest >> state >> ppid;
+    return ppid;
+  };
+  std::vector<pid_t> all, daemons, workers;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") == std::string::npos) all.push_back(std::stoi(name));
+  }
+  for (pid_t p : all)
+    if (parent_of(p) == ::getpid()) daemons.push_back(p);
+  for (pid_t p : all)
+    if (std::find(daemons.begin(), daemons.end(), parent_of(p)) != daemons.end())
+      workers.push_back(p);
+  return workers;
+}
+
+// Workers that do not finish starting within spawn_timeout (an initializer that takes
+// too long here) fail the constructor, and none of them is left running.
+TEST(MPIPool, WorkersThatDoNotStartInTimeAreNotLeftBehind) {
+  ASSERT_TRUE(mpi_workers().empty());
+  try {
+    MPIPoolExecutor ex(
+        {.max_workers = 2, .initializer = {sleep_ms, 5000}, .spawn_timeout = 1s});
+    ADD_FAILURE() << "a pool started although its initializer outlasted spawn_timeout";
+  } catch (const concur::OSError& e) {
+    EXPECT_NE(std::string(e.what()).find("spawn_timeout"), std::string::npos) << e.what();
+  }
+  for (int i = 0; i < 100 && !mpi_workers().empty(); ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(mpi_workers().empty()) << mpi_workers().size() << " workers left";
+  EXPECT_EQ(MPIPoolExecutor(1).submit(add, 2, 2).result(), 4);  // MPI still works
+}
+
 TEST(MPIPool, CancelStopsAPendingTaskButNotARunningOne) {
   files::TestDir dir;
   MPIPoolExecutor ex(1);

@@ -5,6 +5,7 @@
 #include "concur/mpi_pool.hpp"
 
 #include <limits.h>
+#include <signal.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -73,6 +74,8 @@ class Pool final : public MpiPool {
 
   // ------------------------------------------------------------ the MPI thread
   void start();                  // spawn, hand-shake, initializer
+  void handshake(Clock::time_point deadline);
+  void abandon_workers() noexcept;
   bool progress();               // true when something happened
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   bool busy() const noexcept;    // a task is out with a worker
@@ -460,10 +463,20 @@ void Pool::start() {
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   workers_.resize(static_cast<std::size_t>(cfg_.max_workers));
 
-  // Hand-shake: every worker says who it is; a different binary is refused.
-  const std::string here = processor_name();
   const auto deadline = cfg_.spawn_timeout.count() > 0 ? started + cfg_.spawn_timeout
                                                        : Clock::time_point::max();
+  try {
+    handshake(deadline);
+  } catch (...) {
+    abandon_workers();
+    throw;
+  }
+}
+
+// Every worker says who it is (a different binary is refused), then gets its initializer
+// and the shared areas, and says whether it is ready.
+void Pool::handshake(Clock::time_point deadline) {
+  const std::string here = processor_name();
   std::string refused;
   auto wait_for_all = [&](int tag, auto&& on_message) {
     for (int got = 0; got < cfg_.max_workers;) {
@@ -538,6 +551,24 @@ void Pool::start() {
     fail_pool("a worker's initializer failed: " + init_failure);
     close_channel(true);
   }
+}
+
+// The hand-shake failed with workers started (one that does not answer in time, say):
+// kill those on this host, which makes Open MPI end the whole spawn as after a death, so
+// that none is left behind, and forget the channel.
+void Pool::abandon_workers() noexcept {
+  const std::string here = processor_name();
+  std::vector<pollfd> dying;
+  for (auto& w : workers_) {
+    if (w.info.pid <= 0 || w.info.host != here) continue;
+    if (!w.pidfd) w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, w.info.pid, 0)));
+    if (!w.pidfd) continue;
+    ::syscall(SYS_pidfd_send_signal, w.pidfd.get(), SIGKILL, nullptr, 0);
+    dying.push_back({w.pidfd.get(), POLLIN, 0});
+  }
+  watched_ = std::move(dying);
+  fail_pool("the MPI workers did not start");
+  close_channel(false);  // waits for the killed ones to be gone
 }
 
 void Pool::share_memory() {
