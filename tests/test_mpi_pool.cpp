@@ -6,16 +6,13 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <csignal>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
 #include <memory>
 #include <numeric>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -110,6 +107,13 @@ extern "C" const char* __lsan_default_suppressions() {
   return "leak:libmpi.so\nleak:libopen-pal.so\nleak:libopen-rte.so\nleak:libhwloc.so\n"
          "leak:libpmix.so\nleak:libevent\nleak:mca_\n";
 }
+
+// Sets one of the library's test hooks for a scope, and back after it.
+template <void (*Set)(bool) noexcept, bool During>
+struct WhileHooked {
+  WhileHooked() { Set(During); }
+  ~WhileHooked() { Set(!During); }
+};
 
 // The future fails with BrokenProcessPool and its message mentions `why`.
 template <class T>
@@ -243,10 +247,7 @@ TEST(MPIPool, OnOneHostLargeBlocksGoThroughSharedMemory) {
   expect_blocks_round_trip(ex);
 }
 
-struct WithoutSharedMemory {
-  WithoutSharedMemory() { concur::detail::mpi_share_memory(false); }
-  ~WithoutSharedMemory() { concur::detail::mpi_share_memory(true); }
-};
+using WithoutSharedMemory = WhileHooked<concur::detail::mpi_share_memory, false>;
 
 TEST(MPIPool, WithoutSharedMemoryLargeBlocksGoThroughMPI) {
   WithoutSharedMemory messages_only;
@@ -258,10 +259,7 @@ TEST(MPIPool, WithoutSharedMemoryLargeBlocksGoThroughMPI) {
 // A worker that maps something else than the pool's areas (the token in their first page
 // differs: another machine under the same host name) makes the pool use MPI messages.
 TEST(MPIPool, WorkersThatCannotMapTheAreasMakeThePoolFallBackToMPI) {
-  struct WrongToken {
-    WrongToken() { concur::detail::mpi_debug_wrong_token(true); }
-    ~WrongToken() { concur::detail::mpi_debug_wrong_token(false); }
-  } wrong;
+  WhileHooked<concur::detail::mpi_debug_wrong_token, true> wrong;
   MPIPoolExecutor ex(2);
   EXPECT_FALSE(ex.shares_memory());
   expect_blocks_round_trip(ex);
@@ -452,28 +450,9 @@ TEST(MPIPool, AFailingInitializerBreaksThePool) {
 // ================================================================ cancel and shutdown
 // Worker processes of this program's MPI pools: the children of its Open MPI daemon.
 std::vector<pid_t> mpi_workers() {
-  auto parent_of = [](pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    const auto close = line.rfind(')');  // the name may hold spaces
-    if (close == std::string::npos) return pid_t{-1};
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid = -1;
-    rest >> state >> ppid;
-    return ppid;
-  };
-  std::vector<pid_t> all, daemons, workers;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") == std::string::npos) all.push_back(std::stoi(name));
-  }
-  for (pid_t p : all)
-    if (parent_of(p) == ::getpid()) daemons.push_back(p);
-  for (pid_t p : all)
-    if (std::find(daemons.begin(), daemons.end(), parent_of(p)) != daemons.end())
-      workers.push_back(p);
+  std::vector<pid_t> workers;
+  for (pid_t daemon : census::child_pids())
+    for (pid_t w : census::child_pids(daemon)) workers.push_back(w);
   return workers;
 }
 
@@ -564,10 +543,7 @@ INSTANTIATE_TEST_SUITE_P(EachKind, MPIPoolDeath,
 // ================================================================ heartbeats
 // Workers on another host have no pidfd here; pools made while this lives treat the
 // local workers the same way, so that heartbeats alone must notice a death.
-struct AsIfOnAnotherHost {
-  AsIfOnAnotherHost() { concur::detail::mpi_watch_local_workers(false); }
-  ~AsIfOnAnotherHost() { concur::detail::mpi_watch_local_workers(true); }
-};
+using AsIfOnAnotherHost = WhileHooked<concur::detail::mpi_watch_local_workers, false>;
 
 TEST(MPIPool, HeartbeatsNoticeADeathNoPidfdWatches) {
   files::TestDir dir;

@@ -90,6 +90,7 @@ class Pool final : public MpiPool {
  private:
   struct Worker {
     MPIWorkerInfo info;
+    bool local = false;          // on this host (same processor name)
     UniqueFd pidfd;
     RemoteWork* task = nullptr;  // out with this worker
     MPI_Request send = MPI_REQUEST_NULL;
@@ -497,7 +498,8 @@ void Pool::handshake(Clock::time_point deadline) {
     Reader r(m.bytes());
     auto [id, pid, host] = decode<std::tuple<std::vector<std::byte>, std::int32_t, std::string>>(r);
     w.info = {m.source, static_cast<pid_t>(pid), host};
-    if (host == here && g_watch_local_workers.load())
+    w.local = host == here;
+    if (w.local && g_watch_local_workers.load())
       w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (id != self_build_id() && refused.empty())
       refused = "MPI worker rank " + std::to_string(m.source) + " on " + host +
@@ -557,10 +559,9 @@ void Pool::handshake(Clock::time_point deadline) {
 // kill those on this host, which makes Open MPI end the whole spawn as after a death, so
 // that none is left behind, and forget the channel.
 void Pool::abandon_workers() noexcept {
-  const std::string here = processor_name();
   std::vector<pollfd> dying;
   for (auto& w : workers_) {
-    if (w.info.pid <= 0 || w.info.host != here) continue;
+    if (!w.local) continue;  // not on this host, or never said who it is
     if (!w.pidfd) w.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, w.info.pid, 0)));
     if (!w.pidfd) continue;
     ::syscall(SYS_pidfd_send_signal, w.pidfd.get(), SIGKILL, nullptr, 0);
@@ -572,10 +573,8 @@ void Pool::abandon_workers() noexcept {
 }
 
 void Pool::share_memory() {
-  const std::string here = processor_name();
   if (!g_share_memory.load() ||
-      !std::all_of(workers_.begin(), workers_.end(),
-                   [&](const Worker& w) { return w.info.host == here; }))
+      !std::all_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.local; }))
     return;
   try {
     std::random_device random;

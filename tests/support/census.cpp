@@ -94,19 +94,27 @@ std::set<int> open_fds() {
   return out;
 }
 
-std::set<pid_t> child_pids() {
+namespace {
+// Children of /proc/<proc_name> ("self" or a pid), from each thread's children list.
+std::set<pid_t> child_pids_of(const std::string& proc_name) {
   std::set<pid_t> out;
-  DIR* dir = opendir("/proc/self/task");
+  const std::string tasks = "/proc/" + proc_name + "/task";
+  DIR* dir = opendir(tasks.c_str());
   if (!dir) return out;
   while (dirent* e = readdir(dir)) {
     if (e->d_name[0] == '.') continue;
-    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/children");
+    std::ifstream in(tasks + "/" + e->d_name + "/children");
     pid_t pid;
     while (in >> pid) out.insert(pid);
   }
   closedir(dir);
   return out;
 }
+}  // namespace
+
+std::set<pid_t> child_pids() { return child_pids_of("self"); }
+
+std::set<pid_t> child_pids(pid_t parent) { return child_pids_of(std::to_string(parent)); }
 
 std::string describe_fd(int fd) {
   char target[512] = {};

@@ -18,6 +18,8 @@ std::set<int> open_fds();
 
 // Pids of this process's children (running or zombie), read without reaping them.
 std::set<pid_t> child_pids();
+// The same for another process (a daemon's children, say).
+std::set<pid_t> child_pids(pid_t parent);
 
 // Human-readable description of an fd, e.g. "5 -> pipe:[1234]".
 std::string describe_fd(int fd);
