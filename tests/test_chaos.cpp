@@ -47,6 +47,7 @@
 #include "concur/pool.hpp"
 #include "concur/process_pool.hpp"
 #include "support/census.hpp"
+#include "support/hang_report.hpp"
 #include "support/sanitizers.hpp"
 
 namespace {
@@ -61,7 +62,7 @@ using Clock = std::chrono::steady_clock;
 // quarantine, TSan's shadow): smaller workloads and wider memory margins there.
 using test_support::kSanitized;
 
-constexpr auto kBound = 60s;      // "this is a hang", never an expectation
+constexpr auto kBound = 60s;     // "this is a hang", never an expectation
 constexpr auto kWatchdog = 150s;  // under CTest's 180 s: our message, not a bare timeout
 
 std::size_t scaled(std::size_t n) { return kSanitized ? std::max<std::size_t>(1, n / 2) : n; }
@@ -103,11 +104,18 @@ int uniform(std::mt19937_64& rng, int lo, int hi) {  // inclusive
   return std::uniform_int_distribution<int>(lo, hi)(rng);
 }
 
-// Aborts with the seed if the test has not finished in time: a hang must fail loudly,
-// and a library that hangs would also hang the test's own cleanup.
+// Ends the test with the seed and a report of where each of its processes is stuck if it
+// has not finished in time: a hang must fail loudly, and a library that hangs would also
+// hang the test's own cleanup.
 class Watchdog {
  public:
-  Watchdog() : thread_([this] { run(); }) {}
+  // Returns once the thread runs: a `fork` pool made next must not fork the program while
+  // this thread is still being set up (clang 14's ASan allocator does not lock around
+  // fork(); a zygote forked then inherited one of its locks held, and its workers hung).
+  Watchdog() : thread_([this] { run(); }) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [this] { return started_; });
+  }
   ~Watchdog() {
     {
       std::lock_guard l(mu_);
@@ -120,30 +128,30 @@ class Watchdog {
  private:
   void run() {
     std::unique_lock l(mu_);
+    started_ = true;
+    cv_.notify_all();
     if (cv_.wait_for(l, kWatchdog, [this] { return done_; })) return;
-    std::fprintf(stderr, "[chaos] HANG: %s did not finish within %lld s; %s\n",
-                 testing::UnitTest::GetInstance()->current_test_info()->name(),
-                 static_cast<long long>(kWatchdog.count()), seed_text().c_str());
-    std::fflush(stderr);
-    std::abort();
+    test_support::report_hang_and_exit(
+        std::string("[chaos] HANG: ") +
+        testing::UnitTest::GetInstance()->current_test_info()->name() + " did not finish within " +
+        std::to_string(kWatchdog.count()) + " s; " + seed_text());
   }
   std::mutex mu_;
   std::condition_variable cv_;
+  bool started_ = false;
   bool done_ = false;
   std::thread thread_;
 };
 
-// A future that is not done by the deadline is a hang: fail with the seed, then abort
-// (the pool's destructor would wait for it forever).
+// A future that is not done by the deadline is a hang: report it with the seed and end the
+// test (the pool's destructor would wait for it forever).
 template <class F>
 void await_or_abort(const F& f, Clock::time_point until, const std::string& what) {
   auto left = until - Clock::now();
   if (left < 0ms) left = 0ms;
   if (f.wait(left)) return;
-  std::fprintf(stderr, "[chaos] HANG: %s not done within the bound; %s\n", what.c_str(),
-               seed_text().c_str());
-  std::fflush(stderr);
-  std::abort();
+  test_support::report_hang_and_exit("[chaos] HANG: " + what + " not done within the bound; " +
+                                     seed_text());
 }
 
 // ---------------------------------------------------------------- the workload

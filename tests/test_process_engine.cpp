@@ -493,6 +493,51 @@ TEST(ProcessEngineKill, AKillThatLosesTheRaceWithTheNextTaskDoesNotHitIt) {
   ::unlink(marker.c_str());
 }
 
+// ================================================================ threads
+int thread_count() {
+  int n = 0;
+  DIR* d = ::opendir("/proc/self/task");
+  while (dirent* e = d ? ::readdir(d) : nullptr) n += e->d_name[0] != '.';
+  if (d) ::closedir(d);
+  return n;
+}
+
+// shutdown(wait=true) returns once the collector thread has ended, not just its loop (as
+// Python's joins its management thread): a thread still on its way out while the program
+// forks a `fork` pool's zygote can leave an allocator lock held in the zygote under
+// allocators that do not lock around fork() (seen with clang 14's ASan).
+TEST(ProcessEngineHygiene, ShutdownWithWaitLeavesNoThreadBehind) {
+  const int before = thread_count();
+  EngineOptions o;
+  o.max_workers = 1;
+  o.debug_collector_exit_delay = 300ms;
+  auto engine = ProcessEngine::create(o);
+  auto t = make_remote_task<int>(&mark_then_sleep, std::string(), 0, 7);
+  engine->submit(TaskPtr(t));
+  EXPECT_EQ(concur::Future<int>(t).result(), 7);
+  EXPECT_GT(thread_count(), before);
+  engine->shutdown(true, false);
+  EXPECT_EQ(thread_count(), before);
+}
+
+// Shut down without waiting and dropped at once, the engine ends on its own collector
+// thread, which cannot join itself.
+TEST(ProcessEngineHygiene, AnEngineDroppedWithoutWaitingEndsOnItsOwnThread) {
+  const int before = thread_count();
+  {
+    EngineOptions o;
+    o.max_workers = 1;
+    o.debug_collector_exit_delay = 50ms;
+    auto engine = ProcessEngine::create(o);
+    auto t = make_remote_task<int>(&mark_then_sleep, std::string(), 0, 7);
+    engine->submit(TaskPtr(t));
+    EXPECT_EQ(concur::Future<int>(t).result(), 7);
+    engine->shutdown(false, false);
+  }
+  for (int i = 0; i < 5000 && thread_count() != before; ++i) ::usleep(1000);
+  EXPECT_EQ(thread_count(), before);
+}
+
 // ================================================================ descriptor hygiene
 // How many shared pool areas ("memfd:concur-pool") this process has open.
 int pool_areas_open() {

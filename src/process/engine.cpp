@@ -98,6 +98,12 @@ class Engine final : public ProcessEngine {
     // Normally everything is released when the collector exits; this covers an engine
     // that never started one.
     for (RemoteWork* t : pending_) release(t);
+    // The last reference may be the collector's own (the pool was shut down without
+    // waiting): a thread cannot join itself.
+    if (collector_.joinable()) {
+      if (collector_.get_id() == std::this_thread::get_id()) collector_.detach();
+      else collector_.join();
+    }
   }
 
   // ------------------------------------------------------------ submit
@@ -188,8 +194,11 @@ class Engine final : public ProcessEngine {
     }
     transport_->ring_doorbell();
     if (wait && std::this_thread::get_id() != collector_id_) {
-      std::unique_lock lock(mu_);
-      finished_cv_.wait(lock, [this] { return finished_; });
+      {
+        std::unique_lock lock(mu_);
+        finished_cv_.wait(lock, [this] { return finished_; });
+      }
+      join_collector();
     }
   }
 
@@ -1026,9 +1035,20 @@ class Engine final : public ProcessEngine {
     if (collector_started_ || finished_) return;
     collector_started_ = true;
     collector_running_.store(true, std::memory_order_release);
-    std::thread t([self = std::static_pointer_cast<Engine>(shared_from_this())] { self->run(); });
-    collector_id_ = t.get_id();
-    t.detach();
+    collector_ = std::thread([self = std::static_pointer_cast<Engine>(shared_from_this())] {
+      self->run();
+    });
+    collector_id_ = collector_.get_id();
+  }
+
+  // Waits until the collector thread has ended, not only its loop: a thread still on its
+  // way out (freeing its caches) while the program forks a `fork` pool's zygote could
+  // leave an allocator lock held in the zygote under allocators that do not lock around
+  // fork() (clang 14's ASan; seen as a worker stuck in malloc). Python's shutdown(wait)
+  // joins its management thread too.
+  void join_collector() {
+    std::lock_guard lock(join_mu_);
+    if (collector_.joinable()) collector_.join();
   }
 
   // Called after work is sent. Without the wait hook the collector delivers every result,
@@ -1155,6 +1175,8 @@ class Engine final : public ProcessEngine {
     }
     std::call_once(released_, [this] { release_resources(); });
     collector_running_.store(false, std::memory_order_release);
+    if (opts_.debug_collector_exit_delay.count() > 0)
+      std::this_thread::sleep_for(opts_.debug_collector_exit_delay);
   }
 
   void release_resources() {
@@ -1201,6 +1223,8 @@ class Engine final : public ProcessEngine {
   bool collector_started_ = false;
   bool finished_ = false;
   std::condition_variable finished_cv_;
+  std::thread collector_;  // written once under mu_, joined under join_mu_
+  std::mutex join_mu_;
   std::thread::id collector_id_;
   std::once_flag released_;
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -71,7 +72,7 @@ class Listener : public testing::EmptyTestEventListener {
       if (!fds_at_start_.count(fd)) msg << "  leaked fd " << describe_fd(fd) << "\n";
     for (int fd : fds_at_start_)
       if (!fds.count(fd)) msg << "  fd closed that the test did not open: " << fd << "\n";
-    for (pid_t p : kids) msg << "  child process still present: pid " << p << "\n";
+    for (pid_t p : kids) msg << "  child process still present: " << describe_process(p) << "\n";
     ADD_FAILURE() << "resource census failed after " << info.test_suite_name() << "."
                   << info.name() << ":\n"
                   << msg.str();
@@ -121,6 +122,15 @@ std::string describe_fd(int fd) {
   std::string link = "/proc/self/fd/" + std::to_string(fd);
   ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
   return std::to_string(fd) + " -> " + (n > 0 ? std::string(target, static_cast<size_t>(n)) : "?");
+}
+
+std::string describe_process(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (char& c : cmd)
+    if (c == '\0') c = ' ';
+  while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+  return "pid " + std::to_string(pid) + " (" + (cmd.empty() ? "?" : cmd) + ")";
 }
 
 void ignore_fd_if(std::function<bool(int)> predicate) {

@@ -24,6 +24,9 @@ std::set<pid_t> child_pids(pid_t parent);
 // Human-readable description of an fd, e.g. "5 -> pipe:[1234]".
 std::string describe_fd(int fd);
 
+// "pid 123 (its command line)", for messages.
+std::string describe_process(pid_t pid);
+
 // Exclude long-lived library resources from the census.
 void ignore_fd_if(std::function<bool(int fd)> predicate);
 void ignore_child_if(std::function<bool(pid_t pid)> predicate);

@@ -1,4 +1,8 @@
 // Shared main for every test executable: GoogleTest plus the resource census.
+#include <unistd.h>
+
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "concur/detail/process_fd.hpp"
@@ -12,12 +16,46 @@ extern "C" const char* __tsan_default_suppressions() {
   return "race:std::__exception_ptr::exception_ptr::_M_release\n";
 }
 
+namespace {
+
+// The sanitizers start llvm-symbolizer the first time they symbolize a stack (to match a
+// suppression, say) and keep it, and their two pipes to it, until the program exits.
+bool is_symbolizer(pid_t pid) {
+  char exe[256] = {};
+  std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  ssize_t n = ::readlink(link.c_str(), exe, sizeof exe - 1);
+  return n > 0 && std::string(exe, static_cast<std::size_t>(n)).find("llvm-symbolizer") !=
+                      std::string::npos;
+}
+
+std::string fd_target(const std::string& link) {
+  char target[256] = {};
+  ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string();
+}
+
+bool is_symbolizer_pipe(int fd) {
+  std::string mine = fd_target("/proc/self/fd/" + std::to_string(fd));
+  if (mine.rfind("pipe:", 0) != 0) return false;
+  for (pid_t child : census::child_pids()) {
+    if (!is_symbolizer(child)) continue;
+    for (int theirs : {0, 1})
+      if (fd_target("/proc/" + std::to_string(child) + "/fd/" + std::to_string(theirs)) == mine)
+        return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   // The process engine's shared fork server (and its socket) lives until the program
   // exits, by design (Python's forkserver does too): not a leak of the test that started it.
   census::ignore_fd_if([](int fd) { return concur::detail::is_library_persistent_fd(fd); });
   census::ignore_child_if([](pid_t pid) { return concur::detail::is_library_persistent_pid(pid); });
+  census::ignore_fd_if(is_symbolizer_pipe);
+  census::ignore_child_if(is_symbolizer);
   census::install();
   return RUN_ALL_TESTS();
 }

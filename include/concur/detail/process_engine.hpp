@@ -86,6 +86,9 @@ struct EngineOptions {
   // lets the worker finish that task and reach the next meanwhile (the race the kill
   // fence closes; see WorkerLink::fence_kill).
   std::chrono::nanoseconds debug_kill_delay{0};
+  // Testing: a pause of the collector thread after it has released everything, before it
+  // ends (what shutdown(wait) must wait for; see ProcessEngineHygiene).
+  std::chrono::nanoseconds debug_collector_exit_delay{0};
   LaunchOptions launch{};
   TransportConfig transport{};
 };

@@ -36,6 +36,11 @@
 namespace concur {
 
 // How worker processes are started, as Python's multiprocessing start methods.
+// `fork` forks the program once, when the pool is created, into a single-threaded zygote
+// that forks the workers: what other threads hold at that moment (a lock, an allocator's
+// lock in a malloc that does not lock around fork(), as clang 14's ASan) stays held in
+// every worker. glibc's malloc is safe; create `fork` pools while other threads are quiet,
+// or use the default.
 enum class StartMethod {
   fork,        // fork of the program as it is when the pool is created (via a zygote)
   spawn,       // a fresh copy of the executable, taken over before main()
