@@ -294,8 +294,8 @@ TEST(MPIPool, AWorkerGivesBackResponsePagesBeyondItsRetention) {
   EXPECT_LT(shmem_kib(), after_big - 48 * 1024) << "KiB of shared memory still mapped";
 }
 
-// Cancelled tasks give their blocks back when the queue reaches them, failed ones when
-// their exception comes: three rounds of eight 4 MiB tasks map 32 MiB, not 96.
+// Cancelled tasks give their blocks back (see the next test), failed ones when their
+// exception comes: three rounds of eight 4 MiB tasks map 32 MiB, not 96.
 std::uint64_t reject(std::vector<std::byte>) { throw std::invalid_argument("rejected"); }
 
 TEST(MPIPool, CancelledAndFailedTasksFreeTheirBlocks) {
@@ -317,6 +317,34 @@ TEST(MPIPool, CancelledAndFailedTasksFreeTheirBlocks) {
   for (int i = 0; i < 8; ++i) round.push_back(ex.submit(checksum, data));
   for (auto& f : round) EXPECT_EQ(f.result(), checksum(data));
   EXPECT_LT(shmem_kib() - before, 48 * 1024) << "KiB of shared memory mapped meanwhile";
+}
+
+// Cancelled tasks leave the queue while the worker is still busy, and the next tasks reuse
+// their blocks: two rounds of eight 4 MiB tasks queued behind one busy worker, the first
+// cancelled, map 32 MiB, not 64.
+TEST(MPIPool, CancelledTasksGiveTheirBlocksBackWhileTheWorkerIsBusy) {
+  files::TestDir dir;
+  MPIPoolExecutor ex(1);
+  ASSERT_TRUE(ex.shares_memory());
+  auto data = pattern(4u << 20, 5);
+  auto running = ex.submit(wait_release, dir.file("go"));
+  for (int i = 0; i < 60'000 && concur::detail::mpi_debug_queued_tasks(ex) != 0; ++i)
+    ::usleep(1000);  // the worker has taken it
+  const long before = shmem_kib();
+  std::vector<concur::Future<std::uint64_t>> round;
+  for (int i = 0; i < 8; ++i) round.push_back(ex.submit(checksum, data));
+  EXPECT_EQ(concur::detail::mpi_debug_queued_tasks(ex), 8u);
+  for (auto& f : round) EXPECT_TRUE(f.cancel());
+  for (int i = 0; i < 10'000 && concur::detail::mpi_debug_queued_tasks(ex) != 0; ++i)
+    ::usleep(1000);
+  EXPECT_EQ(concur::detail::mpi_debug_queued_tasks(ex), 0u) << "cancelled tasks still queued";
+  EXPECT_FALSE(running.done());
+  round.clear();
+  for (int i = 0; i < 8; ++i) round.push_back(ex.submit(checksum, data));
+  EXPECT_LT(shmem_kib() - before, 48 * 1024) << "KiB of shared memory mapped meanwhile";
+  touch(dir.file("go"));
+  running.result();
+  for (auto& f : round) EXPECT_EQ(f.result(), checksum(data));
 }
 
 TEST(MPIPool, AWorkerDyingWithLargeBlocksOutBreaksThePool) {

@@ -502,19 +502,33 @@ int thread_count() {
   return n;
 }
 
+// The threads of this process once the first thread was started (ThreadSanitizer starts a
+// background thread of its own then).
+int baseline_thread_count() {
+  std::thread([] {}).join();
+  return thread_count();
+}
+
+// An engine with one worker that has run one task; its collector lingers `exit_delay`
+// after it has released everything.
+std::shared_ptr<ProcessEngine> engine_after_one_task(std::chrono::milliseconds exit_delay) {
+  EngineOptions o;
+  o.max_workers = 1;
+  o.debug_collector_exit_delay = exit_delay;
+  auto engine = ProcessEngine::create(o);
+  auto t = make_remote_task<int>(&mark_then_sleep, std::string(), 0, 7);
+  engine->submit(TaskPtr(t));
+  EXPECT_EQ(concur::Future<int>(t).result(), 7);
+  return engine;
+}
+
 // shutdown(wait=true) returns once the collector thread has ended, not just its loop (as
 // Python's joins its management thread): a thread still on its way out while the program
 // forks a `fork` pool's zygote can leave an allocator lock held in the zygote under
 // allocators that do not lock around fork() (seen with clang 14's ASan).
 TEST(ProcessEngineHygiene, ShutdownWithWaitLeavesNoThreadBehind) {
-  const int before = thread_count();
-  EngineOptions o;
-  o.max_workers = 1;
-  o.debug_collector_exit_delay = 300ms;
-  auto engine = ProcessEngine::create(o);
-  auto t = make_remote_task<int>(&mark_then_sleep, std::string(), 0, 7);
-  engine->submit(TaskPtr(t));
-  EXPECT_EQ(concur::Future<int>(t).result(), 7);
+  const int before = baseline_thread_count();
+  auto engine = engine_after_one_task(300ms);
   EXPECT_GT(thread_count(), before);
   engine->shutdown(true, false);
   EXPECT_EQ(thread_count(), before);
@@ -523,17 +537,8 @@ TEST(ProcessEngineHygiene, ShutdownWithWaitLeavesNoThreadBehind) {
 // Shut down without waiting and dropped at once, the engine ends on its own collector
 // thread, which cannot join itself.
 TEST(ProcessEngineHygiene, AnEngineDroppedWithoutWaitingEndsOnItsOwnThread) {
-  const int before = thread_count();
-  {
-    EngineOptions o;
-    o.max_workers = 1;
-    o.debug_collector_exit_delay = 50ms;
-    auto engine = ProcessEngine::create(o);
-    auto t = make_remote_task<int>(&mark_then_sleep, std::string(), 0, 7);
-    engine->submit(TaskPtr(t));
-    EXPECT_EQ(concur::Future<int>(t).result(), 7);
-    engine->shutdown(false, false);
-  }
+  const int before = baseline_thread_count();
+  engine_after_one_task(50ms)->shutdown(false, false);
   for (int i = 0; i < 5000 && thread_count() != before; ++i) ::usleep(1000);
   EXPECT_EQ(thread_count(), before);
 }

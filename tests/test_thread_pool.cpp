@@ -635,7 +635,7 @@ TEST(ThreadPoolRaces, CancelVersusStart) {
 // show one of them gets a note, not a failure (the race decides nothing about correctness).
 TEST(ThreadPoolRaces, SubmitRacingShutdownIsRunOrRefused) {
   int accepted = 0, refused = 0;
-  for (int round = 0; round < 3000 || (round < 12000 && (accepted == 0 || refused == 0));
+  for (int round = 0; round < 3000 || (round < 6000 && (accepted == 0 || refused == 0));
        ++round) {
     ThreadPoolExecutor executor(2);
     foundation_test::SpinStart start(2);

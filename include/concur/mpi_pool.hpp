@@ -128,6 +128,7 @@ class MPIPoolExecutor final : public Executor {
 
  private:
   std::size_t map_window(std::size_t chunk) const noexcept;
+  friend std::size_t detail::mpi_debug_queued_tasks(const MPIPoolExecutor& ex);
   std::shared_ptr<detail::MpiPool> pool_;
 };
 

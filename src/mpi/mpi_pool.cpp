@@ -71,6 +71,10 @@ class Pool final : public MpiPool {
     return !broken_.empty();
   }
   bool shares_memory() const noexcept override { return shared_; }
+  std::size_t queued() const override {
+    std::lock_guard lock(mu_);
+    return pending_.size();
+  }
 
   // ------------------------------------------------------------ the MPI thread
   void start();                  // spawn, hand-shake, initializer
@@ -113,6 +117,7 @@ class Pool final : public MpiPool {
 
   bool receive_outcomes();
   bool dispatch();
+  bool drop_cancelled();
   bool check_deaths();
   bool check_silences();
   void close_channel(bool workers_alive);
@@ -135,6 +140,7 @@ class Pool final : public MpiPool {
   std::vector<pollfd> watched_;    // the pidfds of workers_, in order (this host's only)
   std::vector<RemoteWork*> orphans_;  // sent to a worker that died: MPI may still read them
   std::chrono::milliseconds tick_{0};
+  Clock::time_point last_sweep_{};  // drop_cancelled()
 
   bool shared_ = false;  // set by start(), before the first submit
   std::uint64_t token_ = 0;
@@ -646,6 +652,7 @@ bool Pool::progress() {
   bool progressed = receive_outcomes();
   if (check_deaths() || check_silences()) return true;
   progressed = dispatch() || progressed;
+  progressed = drop_cancelled() || progressed;
   bool done;
   {
     std::lock_guard lock(mu_);
@@ -714,6 +721,35 @@ bool Pool::dispatch() {
     }
   }
   return any;
+}
+
+// Cancelled tasks leave the queue, and give their blocks back, without waiting for a free
+// worker to reach them: a long queue of large cancelled tasks behind busy workers would
+// hold their memory until then. Looked at every few ms while tasks wait (the MPI thread
+// polls then anyway: tasks wait only while every worker has one).
+bool Pool::drop_cancelled() {
+  const auto now = Clock::now();
+  if (now - last_sweep_ < 5ms) return false;
+  last_sweep_ = now;
+  std::vector<RemoteWork*> dropped;
+  try {
+    std::lock_guard lock(mu_);
+    if (pending_.empty()) return false;
+    std::deque<RemoteWork*> kept;
+    for (RemoteWork* t : pending_) {
+      if (t->shared_state().cancelled()) dropped.push_back(t);
+      else kept.push_back(t);
+    }
+    if (dropped.empty()) return false;
+    pending_.swap(kept);
+  } catch (const std::bad_alloc&) {
+    return false;  // the queue is unchanged: the dispatcher drops them when it gets there
+  }
+  for (RemoteWork* t : dropped) {
+    free_blocks(t);
+    t->shared_state().release();
+  }
+  return true;
 }
 
 bool Pool::check_deaths() {
@@ -880,6 +916,8 @@ void mpi_watch_local_workers(bool watch) noexcept { g_watch_local_workers.store(
 void mpi_share_memory(bool share) noexcept { g_share_memory.store(share); }
 
 void mpi_debug_wrong_token(bool wrong) noexcept { g_wrong_token.store(wrong); }
+
+std::size_t mpi_debug_queued_tasks(const MPIPoolExecutor& ex) { return ex.pool_->queued(); }
 
 void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept {
   g_spawn_delay_ms.store(delay.count());

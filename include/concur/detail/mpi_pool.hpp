@@ -22,6 +22,8 @@ struct MPIWorkerInfo {
   std::string host;  // MPI_Get_processor_name
 };
 
+class MPIPoolExecutor;
+
 }  // namespace concur
 
 namespace concur::detail {
@@ -50,6 +52,8 @@ class MpiPool {
   virtual bool broken() const noexcept = 0;
   // Large blocks travel through shared memory (every worker is on this host).
   virtual bool shares_memory() const noexcept = 0;
+  // Tasks waiting for a worker (testing).
+  virtual std::size_t queued() const = 0;
 
  protected:
   MpiPool() = default;
@@ -69,5 +73,7 @@ void mpi_debug_wrong_token(bool wrong) noexcept;
 // Testing: pools created from now on pause this long before spawning (as if MPI_Comm_spawn
 // hung for that long).
 void mpi_debug_spawn_delay(std::chrono::milliseconds delay) noexcept;
+// Testing: the tasks of `ex` waiting for a worker.
+std::size_t mpi_debug_queued_tasks(const MPIPoolExecutor& ex);
 
 }  // namespace concur::detail
