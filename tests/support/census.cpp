@@ -117,11 +117,15 @@ std::set<pid_t> child_pids() { return child_pids_of("self"); }
 
 std::set<pid_t> child_pids(pid_t parent) { return child_pids_of(std::to_string(parent)); }
 
-std::string describe_fd(int fd) {
+std::string link_target(const std::string& path) {
   char target[512] = {};
-  std::string link = "/proc/self/fd/" + std::to_string(fd);
-  ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
-  return std::to_string(fd) + " -> " + (n > 0 ? std::string(target, static_cast<size_t>(n)) : "?");
+  ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : std::string();
+}
+
+std::string describe_fd(int fd) {
+  std::string target = link_target("/proc/self/fd/" + std::to_string(fd));
+  return std::to_string(fd) + " -> " + (target.empty() ? "?" : target);
 }
 
 std::string describe_process(pid_t pid) {

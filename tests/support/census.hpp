@@ -21,6 +21,9 @@ std::set<pid_t> child_pids();
 // The same for another process (a daemon's children, say).
 std::set<pid_t> child_pids(pid_t parent);
 
+// What a /proc symbolic link points to ("pipe:[1234]", "/usr/bin/x"); empty if unreadable.
+std::string link_target(const std::string& path);
+
 // Human-readable description of an fd, e.g. "5 -> pipe:[1234]".
 std::string describe_fd(int fd);
 

@@ -1,5 +1,5 @@
 // Shared main for every test executable: GoogleTest plus the resource census.
-#include <unistd.h>
+#include <sys/types.h>
 
 #include <string>
 
@@ -21,26 +21,18 @@ namespace {
 // The sanitizers start llvm-symbolizer the first time they symbolize a stack (to match a
 // suppression, say) and keep it, and their two pipes to it, until the program exits.
 bool is_symbolizer(pid_t pid) {
-  char exe[256] = {};
-  std::string link = "/proc/" + std::to_string(pid) + "/exe";
-  ssize_t n = ::readlink(link.c_str(), exe, sizeof exe - 1);
-  return n > 0 && std::string(exe, static_cast<std::size_t>(n)).find("llvm-symbolizer") !=
-                      std::string::npos;
-}
-
-std::string fd_target(const std::string& link) {
-  char target[256] = {};
-  ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
-  return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string();
+  return census::link_target("/proc/" + std::to_string(pid) + "/exe").find("llvm-symbolizer") !=
+         std::string::npos;
 }
 
 bool is_symbolizer_pipe(int fd) {
-  std::string mine = fd_target("/proc/self/fd/" + std::to_string(fd));
+  std::string mine = census::link_target("/proc/self/fd/" + std::to_string(fd));
   if (mine.rfind("pipe:", 0) != 0) return false;
   for (pid_t child : census::child_pids()) {
     if (!is_symbolizer(child)) continue;
     for (int theirs : {0, 1})
-      if (fd_target("/proc/" + std::to_string(child) + "/fd/" + std::to_string(theirs)) == mine)
+      if (census::link_target("/proc/" + std::to_string(child) + "/fd/" +
+                              std::to_string(theirs)) == mine)
         return true;
   }
   return false;
